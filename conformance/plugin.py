@@ -1,0 +1,168 @@
+"""The pytest plugin: options, the run's settings, the e2e gate, and the session fixtures.
+
+Plain ``pytest`` runs the harness's own tests and skips every e2e scenario with one reason.
+``pytest -m egress`` runs the scenarios: it checks up front that a cluster can be had (a container engine
+for kind, or ``--kubeconfig``) and stops within seconds with one message when not.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from conformance import progress
+from conformance.settings import OPTIONS, MeshMode, Settings, SettingsError, option_values
+
+SETTINGS_KEY = pytest.StashKey[Settings]()
+E2E_REQUESTED_KEY = pytest.StashKey[bool]()
+
+E2E_SKIP_REASON = (
+    "e2e conformance scenario: run `pytest -m egress` (needs a container engine for kind, or --kubeconfig)"
+)
+#: Markers that select e2e scenarios when named positively in ``-m``.
+_E2E_MARKERS = ("egress", "sidecar", "ambient", "egress_sidecar", "egress_ambient", "external_world")
+_MODE_MARKERS = {MeshMode.SIDECAR: "sidecar", MeshMode.AMBIENT: "ambient"}
+#: Registered by the plugin too, so it works when loaded outside this checkout (pyproject lists them here).
+MARKERS = (
+    "egress: end-to-end conformance scenario; needs a kind cluster (container engine) or --kubeconfig",
+    "sidecar: runs on the sidecar data plane",
+    "ambient: runs on the ambient data plane",
+    "egress_sidecar: profile EGRESS-SIDECAR",
+    "egress_ambient: profile EGRESS-AMBIENT",
+    "external_world: checks of the in-cluster external world itself",
+    "check(id): stable conformance check ID from the scenario catalogue",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("egress-conformance", "egress conformance harness")
+    for opt in OPTIONS:
+        help_text = f"{opt.help} [env {opt.env}]"
+        if opt.default is not None and not opt.is_flag:
+            help_text += f" (default: {opt.default})"
+        if opt.is_flag:
+            group.addoption(opt.flag, action="store_true", dest=opt.dest, default=False, help=help_text)
+        else:
+            group.addoption(opt.flag, action="store", dest=opt.dest, default=None, help=help_text)
+
+
+def e2e_requested(markexpr: str) -> bool:
+    """True when ``-m`` names an e2e marker other than behind ``not``."""
+    tokens = re.findall(r"[\w]+", markexpr or "")
+    for index, token in enumerate(tokens):
+        if token in _E2E_MARKERS and (index == 0 or tokens[index - 1] != "not"):
+            return True
+    return False
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    for line in MARKERS:
+        config.addinivalue_line("markers", line)
+    try:
+        settings = Settings.from_sources(option_values(config.getoption))
+    except SettingsError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[SETTINGS_KEY] = settings
+    requested = e2e_requested(config.getoption("markexpr", "") or "")
+    config.stash[E2E_REQUESTED_KEY] = requested
+    if requested:
+        _attach_live_progress(config)
+        _default_report_outputs(config, settings)
+
+
+def _default_report_outputs(config: pytest.Config, settings: Settings) -> None:
+    """JUnit and Allure results land in --report-dir unless the user chose other places."""
+    if getattr(config.option, "xmlpath", None) is None:
+        config.option.xmlpath = str(settings.report_dir / "junit.xml")
+    if hasattr(config.option, "allure_report_dir") and not config.option.allure_report_dir:
+        config.option.allure_report_dir = str(settings.report_dir / "allure-results")
+
+
+class _LiveProgressHandler(logging.Handler):
+    """Writes progress lines to the terminal even while pytest captures output."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        super().__init__(logging.INFO)
+        self._config = config
+        self.setFormatter(logging.Formatter("[egress-conformance %(asctime)s] %(message)s", "%H:%M:%S"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = self.format(record)
+        capman: Any = self._config.pluginmanager.getplugin("capturemanager")
+        writer = self._config.get_terminal_writer()
+        if capman is None:
+            writer.line(line)
+            return
+        with capman.global_and_fixture_disabled():
+            writer.line(line)
+
+
+def _attach_live_progress(config: pytest.Config) -> None:
+    handler = _LiveProgressHandler(config)
+    progress.LOGGER.addHandler(handler)
+    progress.LOGGER.setLevel(logging.INFO)
+    config.add_cleanup(lambda: progress.LOGGER.removeHandler(handler))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    e2e_items = [item for item in items if item.get_closest_marker("egress")]
+    if not e2e_items:
+        return
+    if not config.stash[E2E_REQUESTED_KEY]:
+        skip = pytest.mark.skip(reason=E2E_SKIP_REASON)
+        for item in e2e_items:
+            item.add_marker(skip)
+        return
+    settings = config.stash[SETTINGS_KEY]
+    if settings.kubeconfig is None:
+        from conformance.cluster import container_engine_problem
+
+        problem = container_engine_problem()
+        if problem is not None:
+            pytest.exit(f"egress-conformance: {problem}", returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrise ``mesh`` by the data-plane modes the run selected and the test supports."""
+    if "mesh" not in metafunc.fixturenames:
+        return
+    settings = metafunc.config.stash[SETTINGS_KEY]
+    supported = {mode for mode, marker in _MODE_MARKERS.items() if metafunc.definition.get_closest_marker(marker)}
+    if not supported:
+        supported = set(MeshMode)
+    modes = [mode for mode in settings.mesh_modes if mode in supported]
+    if modes:
+        metafunc.parametrize("mesh", modes, indirect=True, scope="session", ids=[m.value for m in modes])
+    else:
+        wanted = "/".join(sorted(m.value for m in supported))
+        selected = ",".join(m.value for m in settings.mesh_modes)
+        metafunc.parametrize(
+            "mesh",
+            [pytest.param(None, marks=pytest.mark.skip(
+                reason=f"runs on the {wanted} data plane; this run selected --mesh-mode {selected}"))],
+            indirect=True,
+            scope="session",
+            ids=[wanted],
+        )
+
+
+# ---------------------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def settings(pytestconfig: pytest.Config) -> Settings:
+    return pytestconfig.stash[SETTINGS_KEY]
+
+
+@pytest.fixture(scope="session")
+def cluster(settings: Settings) -> Iterator[Any]:
+    from conformance.cluster import provide_cluster
+
+    with provide_cluster(settings) as handle:
+        yield handle

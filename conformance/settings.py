@@ -1,0 +1,263 @@
+"""The run's settings: one validated object built from command-line options and their environment twins.
+
+Validation happens before anything is created, and every error names the option and what it accepts.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conformance import versions
+from conformance.timeouts import DEFAULT_TIMEOUTS, Timeouts
+
+
+class MeshMode(enum.StrEnum):
+    SIDECAR = "sidecar"
+    AMBIENT = "ambient"
+
+
+class IstioSource(enum.StrEnum):
+    #: The harness installs Istio (and removes it afterwards on a cluster it created or reuses).
+    INSTALL = "install"
+    #: Istio is already installed; detect version and mode, install nothing.
+    EXISTING = "existing"
+
+
+class SettingsError(ValueError):
+    """A bad option value; the message names the option and the accepted values."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One command-line option and its environment-variable twin."""
+
+    flag: str
+    env: str
+    help: str
+    default: str | None = None
+    is_flag: bool = False
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("--mesh-mode", "EGRESS_MESH_MODE", "data-plane mode(s) to test: sidecar, ambient or both", "both"),
+    Option("--istio-version", "EGRESS_ISTIO_VERSION", "Istio release to install", versions.DEFAULT_ISTIO_VERSION),
+    Option("--istio", "EGRESS_ISTIO", "install: the harness installs Istio; existing: use the installed one",
+           "install"),
+    Option("--kubeconfig", "EGRESS_KUBECONFIG",
+           "run against the existing cluster of this kubeconfig (nothing is created or deleted)"),
+    Option("--kube-context", "EGRESS_KUBE_CONTEXT", "context of --kubeconfig to use (default: current)"),
+    Option("--cluster-name", "EGRESS_CLUSTER_NAME", "name of the kind cluster", "egress-conformance"),
+    Option("--keep-cluster", "EGRESS_KEEP_CLUSTER", "keep the kind cluster after the run", is_flag=True),
+    Option("--reuse-cluster", "EGRESS_REUSE_CLUSTER",
+           "reuse a kind cluster of the same name if it exists (implies keeping it)", is_flag=True),
+    Option("--kind-image", "EGRESS_KIND_IMAGE", "kind node image", versions.KIND.node_image),
+    Option("--kind-bin", "EGRESS_KIND_BIN", "kind executable to use (default: PATH, else pinned download)"),
+    Option("--istioctl-bin", "EGRESS_ISTIOCTL_BIN",
+           "istioctl executable to use (default: PATH if the version matches, else pinned download)"),
+    Option("--report-dir", "EGRESS_REPORT_DIR", "directory for the conformance report", "reports"),
+    Option("--timeout-scale", "EGRESS_TIMEOUT_SCALE", "multiply every named deadline by this factor", "1"),
+    Option("--cache-dir", "EGRESS_CACHE_DIR", "where downloaded binaries are cached",
+           str(Path("~/.cache/egress-conformance"))),
+)
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+# kind cluster names become Docker container names and kubeconfig contexts.
+_CLUSTER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")
+_IMAGE = re.compile(r"^[\w.\-/:]+(@sha256:[0-9a-f]{64})?$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    mesh_modes: tuple[MeshMode, ...] = (MeshMode.SIDECAR, MeshMode.AMBIENT)
+    istio_version: str = versions.DEFAULT_ISTIO_VERSION
+    istio_source: IstioSource = IstioSource.INSTALL
+    kubeconfig: Path | None = None
+    kube_context: str | None = None
+    cluster_name: str = "egress-conformance"
+    keep_cluster: bool = False
+    reuse_cluster: bool = False
+    kind_image: str = versions.KIND.node_image
+    kind_bin: Path | None = None
+    istioctl_bin: Path | None = None
+    report_dir: Path = Path("reports")
+    cache_dir: Path = field(default_factory=lambda: Path("~/.cache/egress-conformance").expanduser())
+    timeouts: Timeouts = DEFAULT_TIMEOUTS
+    timeout_scale: float = 1.0
+
+    @property
+    def uses_existing_cluster(self) -> bool:
+        return self.kubeconfig is not None
+
+    @property
+    def keeps_cluster(self) -> bool:
+        """A created cluster is deleted at the end unless kept; a reused one is kept by definition."""
+        return self.keep_cluster or self.reuse_cluster
+
+    @classmethod
+    def from_sources(
+        cls, cli: Mapping[str, object], environ: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Build from parsed CLI values (``dest -> value``, None when not given) and the environment.
+
+        The command line wins over the environment, which wins over the default.
+        """
+        env = os.environ if environ is None else environ
+        raw: dict[str, str | None] = {}
+        for opt in OPTIONS:
+            value = cli.get(opt.dest)
+            if opt.is_flag:
+                if value:
+                    raw[opt.dest] = "true"
+                elif opt.env in env:
+                    raw[opt.dest] = _parse_bool(opt, env[opt.env])
+                else:
+                    raw[opt.dest] = "false"
+            elif value is not None:
+                raw[opt.dest] = str(value)
+            else:
+                raw[opt.dest] = env.get(opt.env, opt.default)
+        return cls._validated(raw)
+
+    @classmethod
+    def _validated(cls, raw: Mapping[str, str | None]) -> Settings:
+        def need(dest: str) -> str:
+            value = raw.get(dest)
+            assert value is not None, dest
+            return value
+
+        modes = _choice("--mesh-mode", need("mesh_mode"), ("sidecar", "ambient", "both"))
+        mesh_modes = (MeshMode.SIDECAR, MeshMode.AMBIENT) if modes == "both" else (MeshMode(modes),)
+
+        istio_version = need("istio_version").strip().removeprefix("v")
+        try:
+            versions.istio_release(istio_version)
+        except ValueError as exc:
+            raise SettingsError(f"--istio-version: {exc}") from None
+
+        istio_source = IstioSource(_choice("--istio", need("istio"), tuple(s.value for s in IstioSource)))
+
+        kubeconfig = _existing_file("--kubeconfig", raw.get("kubeconfig"))
+        if kubeconfig is not None:
+            _check_kubeconfig(kubeconfig, raw.get("kube_context"))
+
+        cluster_name = need("cluster_name")
+        if not _CLUSTER_NAME.match(cluster_name):
+            raise SettingsError(
+                f"--cluster-name: {cluster_name!r} is not a valid kind cluster name "
+                "(lower-case letters, digits and '-', at most 32 characters, starting and ending alphanumeric)"
+            )
+
+        keep = need("keep_cluster") == "true"
+        reuse = need("reuse_cluster") == "true"
+        if kubeconfig is not None and (keep or reuse):
+            raise SettingsError(
+                "--keep-cluster/--reuse-cluster apply to a kind cluster the harness manages; "
+                "with --kubeconfig nothing is created or deleted, so drop them"
+            )
+
+        kind_image = need("kind_image")
+        if not _IMAGE.match(kind_image) or ":" not in kind_image.split("@")[0].rsplit("/", 1)[-1]:
+            raise SettingsError(
+                f"--kind-image: {kind_image!r} is not an image reference with a tag "
+                "(e.g. kindest/node:v1.35.0@sha256:<digest>)"
+            )
+
+        timeout_scale_text = need("timeout_scale")
+        try:
+            timeout_scale = float(timeout_scale_text)
+            if not 0 < timeout_scale <= 100:
+                raise ValueError
+        except ValueError:
+            raise SettingsError(
+                f"--timeout-scale: {timeout_scale_text!r} is not a number greater than 0 and at most 100"
+            ) from None
+
+        return cls(
+            mesh_modes=mesh_modes,
+            istio_version=istio_version,
+            istio_source=istio_source,
+            kubeconfig=kubeconfig,
+            kube_context=raw.get("kube_context") or None,
+            cluster_name=cluster_name,
+            keep_cluster=keep,
+            reuse_cluster=reuse,
+            kind_image=kind_image,
+            kind_bin=_executable("--kind-bin", raw.get("kind_bin")),
+            istioctl_bin=_executable("--istioctl-bin", raw.get("istioctl_bin")),
+            report_dir=Path(need("report_dir")).expanduser(),
+            cache_dir=Path(need("cache_dir")).expanduser(),
+            timeouts=DEFAULT_TIMEOUTS.scaled(timeout_scale),
+            timeout_scale=timeout_scale,
+        )
+
+
+def _parse_bool(opt: Option, text: str) -> str:
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return "true"
+    if lowered in _FALSE:
+        return "false"
+    raise SettingsError(f"{opt.env}={text!r} ({opt.flag}): expected one of true/false/1/0/yes/no")
+
+
+def _choice(flag: str, value: str, accepted: tuple[str, ...]) -> str:
+    lowered = value.strip().lower()
+    if lowered not in accepted:
+        raise SettingsError(f"{flag}: {value!r} is not one of {', '.join(accepted)}")
+    return lowered
+
+
+def _existing_file(flag: str, value: str | None) -> Path | None:
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise SettingsError(f"{flag}: {value!r} does not exist or is not a file")
+    return path.resolve()
+
+
+def _executable(flag: str, value: str | None) -> Path | None:
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if path.is_file() and os.access(path, os.X_OK):
+        return path.resolve()
+    import shutil
+
+    found = shutil.which(value)
+    if found is None:
+        raise SettingsError(f"{flag}: {value!r} is neither an executable file nor a command on PATH")
+    return Path(found)
+
+
+def _check_kubeconfig(path: Path, context: str | None) -> None:
+    """Fail early on a kubeconfig that cannot work: not YAML, no clusters, unknown context."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise SettingsError(f"--kubeconfig: {path} is not a readable YAML kubeconfig ({exc})") from None
+    if not isinstance(data, dict) or not data.get("clusters") or not data.get("contexts"):
+        raise SettingsError(f"--kubeconfig: {path} has no clusters or no contexts")
+    names = [c.get("name") for c in data["contexts"] if isinstance(c, dict)]
+    wanted = context or data.get("current-context")
+    if not wanted:
+        raise SettingsError(f"--kubeconfig: {path} has no current-context; pass --kube-context ({names})")
+    if wanted not in names:
+        raise SettingsError(f"--kube-context: {wanted!r} is not a context of {path} (contexts: {names})")
+
+
+def option_values(getter: Callable[[str], object]) -> dict[str, object]:
+    """Collect raw CLI values for every option through ``getter(dest)`` (pytest's ``config.getoption``)."""
+    return {opt.dest: getter(opt.dest) for opt in OPTIONS}

@@ -1,0 +1,39 @@
+"""Named deadlines, in one place, scaled together by ``--timeout-scale``.
+
+Every wait in the harness takes its deadline from here so a slow CI runner or a large vendor cluster can
+stretch them all at once, and a failure message can name the deadline that ran out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Deadlines in seconds."""
+
+    cluster_create: float = 300.0
+    istio_install: float = 600.0
+    rollout: float = 300.0
+    crd_established: float = 60.0
+    gateway_programmed: float = 180.0
+    delete: float = 120.0
+    dns_ready: float = 120.0
+    #: Time for a configuration change to reach the data plane and give N consecutive matches.
+    converge: float = 120.0
+    #: How long a denial must keep holding once observed (negative checks).
+    hold: float = 15.0
+    #: One exec / curl attempt.
+    request: float = 15.0
+    #: Pause between probe attempts (polling interval, not a fixed wait for a state).
+    poll_interval: float = 1.0
+
+    def scaled(self, factor: float) -> Timeouts:
+        if factor <= 0:
+            raise ValueError("timeout scale must be a positive number")
+        values = {f.name: getattr(self, f.name) * factor for f in fields(self) if f.name != "poll_interval"}
+        return replace(self, **values)
+
+
+DEFAULT_TIMEOUTS = Timeouts()

@@ -1,0 +1,163 @@
+"""Strict offline validation of Kubernetes objects: built-in kinds and CRD-defined kinds alike.
+
+Built-in kinds go through kubernetes-validate's strict schemas. Custom resources (Istio, Gateway API) are
+checked against the openAPIV3Schema of the real CRDs, with every structural object schema closed
+(``additionalProperties: false``) unless it says ``x-kubernetes-preserve-unknown-fields`` — the same
+unknown-field rule the API server applies with ``fieldValidation=Strict``. CEL rules
+(``x-kubernetes-validations``) are not evaluated offline.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import yaml
+
+from conformance import MANIFESTS_DIR
+
+#: Kubernetes minor the schemas of built-in kinds are taken from (the pinned kind node's version).
+KUBERNETES_VERSION = "1.35"
+
+#: CRD bundles whose schemas are used for custom resources.
+CRD_SOURCES: tuple[Path, ...] = (
+    MANIFESTS_DIR / "schemas" / "istio-1.30.3" / "crd-all.gen.yaml",
+    MANIFESTS_DIR / "gateway-api" / "v1.5.1" / "standard-install.yaml",
+)
+
+#: Kinds that are not Kubernetes API objects: checked by their own tools and pinned by dedicated tests.
+NON_API_KINDS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("install.istio.io/v1alpha1", "IstioOperator"),  # read by istioctl, never sent to the API server
+        ("kind.x-k8s.io/v1alpha4", "Cluster"),  # kind's own configuration file
+    }
+)
+
+_STRUCTURAL_CHILDREN = ("properties", "items", "additionalProperties")
+
+
+@dataclass(frozen=True)
+class ValidationProblem:
+    source: str
+    kind: str
+    name: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.kind} {self.name}: {self.message}"
+
+
+def close_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a structural schema with unknown fields forbidden along its structural spine."""
+    closed: dict[str, Any] = copy.deepcopy(dict(schema))
+    _close(closed)
+    return closed
+
+
+def _close(node: dict[str, Any]) -> None:
+    if node.get("x-kubernetes-preserve-unknown-fields"):
+        # Unknown fields are kept here by design; nothing below is closed either.
+        return
+    if "properties" in node and "additionalProperties" not in node:
+        node["additionalProperties"] = False
+    for key in _STRUCTURAL_CHILDREN:
+        child = node.get(key)
+        if key == "properties" and isinstance(child, dict):
+            for sub in child.values():
+                if isinstance(sub, dict):
+                    _close(sub)
+        elif isinstance(child, dict):
+            _close(child)
+
+
+class SchemaRegistry:
+    """openAPIV3Schema per (apiVersion, kind) of served CRD versions."""
+
+    def __init__(self) -> None:
+        self._schemas: dict[tuple[str, str], dict[str, Any]] = {}
+
+    @classmethod
+    def from_files(cls, paths: Iterable[Path] = CRD_SOURCES) -> SchemaRegistry:
+        registry = cls()
+        for path in paths:
+            registry.add_crds(d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d)
+        return registry
+
+    def add_crds(self, crds: Iterable[Mapping[str, Any]]) -> None:
+        for crd in crds:
+            if crd.get("kind") != "CustomResourceDefinition":
+                continue
+            spec = crd["spec"]
+            for version in spec["versions"]:
+                if not version.get("served", False):
+                    continue
+                schema = version["schema"]["openAPIV3Schema"]
+                root = close_schema(schema)
+                # apiVersion/kind/metadata are validated by the API server itself, not the CRD schema.
+                root.setdefault("properties", {})
+                root["properties"].setdefault("apiVersion", {"type": "string"})
+                root["properties"].setdefault("kind", {"type": "string"})
+                root["properties"].setdefault("metadata", {"type": "object"})
+                root["additionalProperties"] = False
+                api_version = f"{spec['group']}/{version['name']}"
+                self._schemas[(api_version, spec["names"]["kind"])] = root
+
+    def schema_for(self, api_version: str, kind: str) -> dict[str, Any] | None:
+        return self._schemas.get((api_version, kind))
+
+    def kinds(self) -> set[tuple[str, str]]:
+        return set(self._schemas)
+
+
+class Validator:
+    def __init__(self, registry: SchemaRegistry | None = None, kubernetes_version: str = KUBERNETES_VERSION):
+        self.registry = registry or SchemaRegistry.from_files()
+        self.kubernetes_version = kubernetes_version
+
+    def validate(self, doc: Mapping[str, Any], source: str = "<object>") -> list[ValidationProblem]:
+        api_version = str(doc.get("apiVersion", ""))
+        kind = str(doc.get("kind", ""))
+        name = str((doc.get("metadata") or {}).get("name", "<unnamed>"))
+
+        def problem(message: str) -> ValidationProblem:
+            return ValidationProblem(source, kind or "<no kind>", name, message)
+
+        if not api_version or not kind:
+            return [problem("apiVersion and kind are required")]
+        if (api_version, kind) in NON_API_KINDS:
+            return []
+        schema = self.registry.schema_for(api_version, kind)
+        if schema is not None:
+            problems = [
+                problem(_describe(error))
+                for error in jsonschema.Draft7Validator(schema).iter_errors(dict(doc))
+            ]
+            problems += self._validate_metadata(doc, problem)
+            return problems
+        return self._validate_builtin(doc, problem)
+
+    def _validate_metadata(self, doc: Mapping[str, Any], problem: Any) -> list[ValidationProblem]:
+        # ObjectMeta is the same for every kind: borrow the strict schema through a ConfigMap shell.
+        shell = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": doc.get("metadata") or {}}
+        return self._validate_builtin(shell, problem)
+
+    def _validate_builtin(self, doc: Mapping[str, Any], problem: Any) -> list[ValidationProblem]:
+        try:
+            kubernetes_validate.validate(dict(doc), self.kubernetes_version, strict=True)
+        except kubernetes_validate.SchemaNotFoundError:
+            return [problem(f"no schema for {doc.get('apiVersion')} {doc.get('kind')} "
+                            f"(not a Kubernetes {self.kubernetes_version} kind and no CRD known)")]
+        except kubernetes_validate.ValidationError as exc:
+            return [problem(_describe(exc))]
+        return []
+
+
+def _describe(error: Any) -> str:
+    path = "/".join(str(p) for p in getattr(error, "absolute_path", []) or [])
+    message = getattr(error, "message", None) or str(error)
+    return f"{path or '<root>'}: {message}"

@@ -1,0 +1,154 @@
+"""The plugin's gate: plain pytest skips the e2e scenarios with one reason; `-m egress` needs a cluster."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conformance.plugin import E2E_SKIP_REASON, e2e_requested
+
+pytestmark = pytest.mark.usefixtures("isolated_environment")
+
+SCENARIOS = """
+import pytest
+
+def test_offline():
+    assert True
+
+@pytest.mark.egress
+def test_scenario():
+    assert True
+"""
+
+MESH_SCENARIOS = """
+import pytest
+
+@pytest.fixture(scope="session")
+def mesh(request):
+    return request.param
+
+@pytest.mark.egress
+@pytest.mark.sidecar
+def test_sidecar_only(mesh):
+    assert mesh.value == "sidecar"
+
+@pytest.mark.egress
+def test_any_mode(mesh):
+    pass
+"""
+
+
+@pytest.fixture
+def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.startswith("EGRESS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("EGRESS_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def no_docker_path(tmp_path: Path, docker_script: str | None) -> str:
+    """A PATH with the interpreter's directory and, optionally, a fake `docker`."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    if docker_script is not None:
+        docker = bindir / "docker"
+        docker.write_text(f"#!/bin/sh\n{docker_script}\n")
+        docker.chmod(0o755)
+    return os.pathsep.join([str(bindir), str(Path(sys.executable).parent), "/usr/bin/env-only-not-here"])
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess("-p", "conformance.plugin", "-p", "no:cacheprovider", *args)
+
+
+def test_plain_pytest_skips_scenarios_with_one_reason(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_mix=SCENARIOS)
+    result = run(pytester, "-rs")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines([f"SKIPPED*{E2E_SKIP_REASON}*"])
+
+
+@pytest.mark.parametrize("docker", [None, "echo 'Cannot connect to the Docker daemon' >&2; exit 1"])
+def test_egress_without_engine_or_kubeconfig_fails_fast(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, docker: str | None
+) -> None:
+    pytester.makepyfile(test_mix=SCENARIOS)
+    monkeypatch.setenv("PATH", no_docker_path(tmp_path, docker))
+    started = time.monotonic()
+    result = run(pytester, "-m", "egress")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert time.monotonic() - started < 30
+    output = result.stdout.str() + result.stderr.str()
+    assert "no container engine" in output
+    assert "--kubeconfig" in output
+    assert "passed" not in result.stdout.str()
+
+
+def test_egress_with_kubeconfig_needs_no_engine(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:6443'}}]\n"
+        "contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n"
+    )
+    pytester.makepyfile(test_mix=SCENARIOS)
+    monkeypatch.setenv("PATH", no_docker_path(tmp_path, None))
+    result = run(pytester, "-m", "egress", "--kubeconfig", str(kubeconfig), "-p", "no:junitxml")
+    result.assert_outcomes(passed=1, deselected=1)
+
+
+def test_bad_option_stops_before_anything_runs(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_mix=SCENARIOS)
+    result = run(pytester, "--mesh-mode", "hybrid")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--mesh-mode: 'hybrid' is not one of sidecar, ambient, both*"])
+
+
+def test_environment_twin_is_validated_too(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytester.makepyfile(test_mix=SCENARIOS)
+    monkeypatch.setenv("EGRESS_ISTIO", "helm")
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--istio: 'helm' is not one of install, existing*"])
+
+
+def kubeconfig_file(tmp_path: Path) -> Path:
+    path = tmp_path / "kc"
+    path.write_text(
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:6443'}}]\n"
+        "contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n"
+    )
+    return path
+
+
+def test_mesh_is_parametrised_by_selected_and_supported_modes(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    pytester.makepyfile(test_modes=MESH_SCENARIOS)
+    result = run(pytester, "-m", "egress", "--kubeconfig", str(kubeconfig_file(tmp_path)), "-v", "-p", "no:junitxml")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines_random(
+        ["*test_sidecar_only?sidecar? PASSED*", "*test_any_mode?sidecar? PASSED*", "*test_any_mode?ambient? PASSED*"]
+    )
+
+
+def test_mode_a_test_does_not_support_is_skipped_with_reason(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    pytester.makepyfile(test_modes=MESH_SCENARIOS)
+    result = run(
+        pytester, "-m", "egress", "--mesh-mode", "ambient", "--kubeconfig", str(kubeconfig_file(tmp_path)),
+        "-rs", "-p", "no:junitxml",
+    )
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*runs on the sidecar data plane; this run selected --mesh-mode ambient*"])
+
+
+@pytest.mark.parametrize(
+    "expr, expected",
+    [("egress", True), ("egress and sidecar", True), ("ambient", True), ("not egress", False), ("", False),
+     ("slow", False), ("not slow and external_world", True)],
+)
+def test_e2e_requested(expr: str, expected: bool) -> None:
+    assert e2e_requested(expr) is expected
