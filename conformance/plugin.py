@@ -10,11 +10,21 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conformance import progress
+from conformance.report import (
+    PROFILE_MARKERS,
+    UNPROFILED,
+    CheckRecord,
+    CheckResult,
+    build_report,
+    write_allure_environment,
+    write_report,
+)
 from conformance.settings import OPTIONS, MeshMode, Settings, SettingsError, option_values
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
@@ -73,6 +83,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if requested:
         _attach_live_progress(config)
         _default_report_outputs(config, settings)
+        config.pluginmanager.register(ReportCollector(settings), "egress-conformance-report")
 
 
 def _default_report_outputs(config: pytest.Config, settings: Settings) -> None:
@@ -150,6 +161,76 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             scope="session",
             ids=[wanted],
         )
+
+
+class ReportCollector:
+    """Records every e2e check's result (ID, mode, profile, skip reason) and writes the report at the end."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.records: dict[str, CheckRecord] = {}
+        self.istio_version: str | None = None
+        self.kubernetes_version: str | None = None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        record = self.records.get(report.nodeid)
+        if record is None:
+            return
+        record.duration += report.duration
+        if report.skipped:
+            record.result = CheckResult.SKIPPED
+            record.reason = _skip_reason(report)
+        elif report.failed:
+            record.result = CheckResult.FAILED
+            record.reason = f"{report.when} failed"
+        elif report.when == "call" and record.result is not CheckResult.FAILED:
+            record.result = CheckResult.PASSED
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            if item.get_closest_marker("egress"):
+                self.records[item.nodeid] = _record_for(item)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not self.records:
+            return
+        report = build_report(
+            self.records.values(),
+            self.settings,
+            istio_version=self.istio_version,
+            kubernetes_version=self.kubernetes_version,
+        )
+        path = write_report(report, self.settings.report_dir)
+        allure_dir = getattr(session.config.option, "allure_report_dir", None)
+        if allure_dir:
+            write_allure_environment(Path(allure_dir), self.settings, self.istio_version)
+        progress.info(f"conformance report written to {path}")
+
+
+def _record_for(item: pytest.Item) -> CheckRecord:
+    check = item.get_closest_marker("check")
+    check_id = str(check.args[0]) if check and check.args else item.name
+    profile = next((name for marker, name in PROFILE_MARKERS.items() if item.get_closest_marker(marker)),
+                   UNPROFILED)
+    callspec = getattr(item, "callspec", None)
+    mode = callspec.params.get("mesh") if callspec is not None else None
+    return CheckRecord(
+        check_id=check_id,
+        nodeid=item.nodeid,
+        profile=profile,
+        mode=getattr(mode, "value", None),
+        # Until a phase reports, a collected check counts as skipped: never as passed.
+        result=CheckResult.SKIPPED,
+        reason="not run",
+    )
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
 
 
 # ---------------------------------------------------------------------------------------------- fixtures

@@ -152,3 +152,66 @@ def test_mode_a_test_does_not_support_is_skipped_with_reason(pytester: pytest.Py
 )
 def test_e2e_requested(expr: str, expected: bool) -> None:
     assert e2e_requested(expr) is expected
+
+
+REPORTED = """
+import pytest
+
+@pytest.fixture(scope="session")
+def mesh(request):
+    return request.param
+
+@pytest.mark.egress
+@pytest.mark.egress_sidecar
+@pytest.mark.sidecar
+@pytest.mark.check("EGW-01")
+def test_egw01(mesh):
+    pass
+
+@pytest.mark.egress
+@pytest.mark.egress_sidecar
+@pytest.mark.sidecar
+@pytest.mark.check("EGW-02")
+def test_egw02(mesh):
+    assert False, "expected http(502)"
+
+@pytest.mark.egress
+@pytest.mark.egress_ambient
+@pytest.mark.ambient
+@pytest.mark.check("AMB-X4")
+def test_amb_x4(mesh):
+    pytest.skip("ztunnel does not implement outboundTrafficPolicy")
+"""
+
+
+def test_conformance_report_lists_every_check(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    import yaml
+
+    pytester.makepyfile(test_report=REPORTED)
+    report_dir = tmp_path / "reports"
+    result = run(
+        pytester, "-m", "egress", "--kubeconfig", str(kubeconfig_file(tmp_path)), "--report-dir", str(report_dir)
+    )
+    result.assert_outcomes(passed=1, failed=1, skipped=1)
+    report = yaml.safe_load((report_dir / "conformance-report.yaml").read_text())
+    assert report["kind"] == "ConformanceReport"
+    assert report["cluster"]["provider"] == "existing"
+    profiles = {p["name"]: p for p in report["profiles"]}
+    sidecar = profiles["EGRESS-SIDECAR"]
+    assert sidecar["summary"] == {"result": "failure", "statistics": {"passed": 1, "failed": 1, "skipped": 0}}
+    assert sidecar["failedChecks"] == ["EGW-02"]
+    assert [(c["id"], c["mode"], c["result"]) for c in sidecar["checks"]] == [
+        ("EGW-01", "sidecar", "passed"), ("EGW-02", "sidecar", "failed")]
+    ambient = profiles["EGRESS-AMBIENT"]
+    assert ambient["summary"]["result"] == "partial"
+    assert ambient["skippedChecks"] == [
+        {"id": "AMB-X4", "mode": "ambient", "reason": "ztunnel does not implement outboundTrafficPolicy"}]
+    assert (report_dir / "junit.xml").is_file()
+    assert (report_dir / "allure-results" / "environment.properties").is_file()
+
+
+def test_plain_pytest_writes_no_report(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    pytester.makepyfile(test_report=REPORTED)
+    report_dir = tmp_path / "reports"
+    run(pytester, "--report-dir", str(report_dir)).assert_outcomes(skipped=3)
+    assert not report_dir.exists()

@@ -59,7 +59,7 @@ def test_flags_from_environment() -> None:
     assert build(env={"EGRESS_KEEP_CLUSTER": "yes"}).keep_cluster
     assert build(env={"EGRESS_REUSE_CLUSTER": "1"}).keeps_cluster
     assert not build(env={"EGRESS_KEEP_CLUSTER": "0"}).keep_cluster
-    with pytest.raises(SettingsError, match="EGRESS_KEEP_CLUSTER.*--keep-cluster"):
+    with pytest.raises(SettingsError, match=r"EGRESS_KEEP_CLUSTER.*--keep-cluster"):
         build(env={"EGRESS_KEEP_CLUSTER": "maybe"})
 
 
