@@ -8,7 +8,13 @@ import pytest
 import yaml
 
 from conformance import MANIFESTS_DIR
-from conformance.manifests import ManifestError, iter_manifest_files, load_documents, placeholders, render_text
+from conformance.manifests import (
+    ManifestError,
+    iter_manifest_files,
+    load_documents,
+    placeholders,
+    render_text,
+)
 from conformance.validation import NON_API_KINDS, SchemaRegistry, Validator
 
 SAMPLE_VARIABLES: dict[str, str] = {
