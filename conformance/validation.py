@@ -35,6 +35,7 @@ NON_API_KINDS: frozenset[tuple[str, str]] = frozenset(
     {
         ("install.istio.io/v1alpha1", "IstioOperator"),  # read by istioctl, never sent to the API server
         ("kind.x-k8s.io/v1alpha4", "Cluster"),  # kind's own configuration file
+        ("egress-conformance/v1alpha1", "ImageList"),  # the harness's image list (conformance.images)
     }
 )
 

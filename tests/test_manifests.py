@@ -105,7 +105,7 @@ def test_validator_accepts_preserved_unknown_fields(validator: Validator) -> Non
 
 
 def test_non_api_kinds_are_only_tool_configs() -> None:
-    assert {kind for _, kind in NON_API_KINDS} == {"IstioOperator", "Cluster"}
+    assert {kind for _, kind in NON_API_KINDS} == {"IstioOperator", "Cluster", "ImageList"}
 
 
 def test_missing_placeholder_value_is_refused() -> None:
