@@ -1,0 +1,1 @@
+"""Unit and boundary tests of the harness itself (no cluster needed)."""
