@@ -1,13 +1,14 @@
 """Loading YAML from ``manifests/``: the only way Python code gets Kubernetes objects.
 
-Manifests may hold ``${NAME}`` placeholders (``string.Template`` syntax) for values known only at run
-time (an IP, a namespace, certificate data). Rendering refuses a missing variable, so a typo never
-reaches the API server as a literal ``${...}``.
+Manifests may hold ``${NAME}`` placeholders (upper-case, braced) for values known only at run time (an
+IP, a namespace, certificate data). Any other ``$`` (regular expressions in upstream CRDs, Envoy
+configuration) is left alone. Rendering refuses a missing variable, so a typo never reaches the API server
+as a literal ``${...}``.
 """
 
 from __future__ import annotations
 
-import string
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -33,21 +34,20 @@ def manifest_path(relative: str | Path) -> Path:
     return path
 
 
+_PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
+
+
 def placeholders(text: str) -> set[str]:
     """Names of the ``${NAME}`` placeholders in ``text``."""
-    names: set[str] = set()
-    for match in string.Template.pattern.finditer(text):
-        name = match.group("braced") or match.group("named")
-        if name:
-            names.add(name)
-    return names
+    return set(_PLACEHOLDER.findall(text))
 
 
 def render_text(text: str, variables: Mapping[str, str] | None = None, *, source: str = "<text>") -> str:
     missing = placeholders(text) - set(variables or {})
     if missing:
         raise ManifestError(f"{source}: no value for placeholder(s) {', '.join(sorted(missing))}")
-    return string.Template(text).substitute(variables or {})
+    values = variables or {}
+    return _PLACEHOLDER.sub(lambda match: str(values[match.group(1)]), text)
 
 
 def load_documents(text: str, *, source: str = "<text>") -> list[Document]:

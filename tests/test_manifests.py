@@ -111,3 +111,10 @@ def test_non_api_kinds_are_only_tool_configs() -> None:
 def test_missing_placeholder_value_is_refused() -> None:
     with pytest.raises(ManifestError, match="INGRESS_IP"):
         render_text("value: ${INGRESS_IP}", {}, source="x.yaml")
+
+
+def test_only_braced_upper_case_placeholders_are_substituted() -> None:
+    text = "pattern: ^$|^[a-z]+$\nprice: $5\nip: ${INGRESS_IP}\nlower: ${not_a_placeholder}\n"
+    assert placeholders(text) == {"INGRESS_IP"}
+    rendered = render_text(text, {"INGRESS_IP": "10.96.0.20"})
+    assert rendered == "pattern: ^$|^[a-z]+$\nprice: $5\nip: 10.96.0.20\nlower: ${not_a_placeholder}\n"
