@@ -1,3 +1,9 @@
-"""Root conftest: loads the egress-conformance pytest plugin for this checkout (and pytester for its tests)."""
+"""Root conftest: loads the egress-conformance pytest plugin, and the fixtures of the harness's own tests."""
 
-pytest_plugins = ("conformance.plugin", "pytester")
+pytest_plugins = (
+    "conformance.plugin",
+    "pytester",
+    # Fake executables on PATH (kind, istioctl, docker) and a loopback fake API server.
+    "tests.fakes.executables",
+    "tests.fake_apiserver",
+)

@@ -17,7 +17,6 @@ import pytest
 from conformance import binaries
 from conformance.binaries import BinaryError, ChecksumMismatch, DownloadSpec
 from tests.fakes.executables import FakeBin
-from tests.fakes.executables import fake_bin as fake_bin  # the fixture
 
 BINARY = b"#!/bin/sh\necho genuine kind\n"
 TAMPERED = b"#!/bin/sh\necho tampered kind\n"

@@ -15,7 +15,6 @@ from conformance.cluster import ClusterError, ClusterHandle, KindCluster, KindVe
 from conformance.settings import Settings
 from conformance.timeouts import Timeouts
 from tests.fakes.executables import FakeBin, FakeExecutable
-from tests.fakes.executables import fake_bin as fake_bin  # the fixture
 
 NAME = "egress-conformance"
 KIND_CONFIG = MANIFESTS_DIR / "kind" / "cluster.yaml"

@@ -43,7 +43,6 @@ from conformance.images import (
 )
 from conformance.manifests import iter_manifest_files
 from tests.fakes.executables import FakeBin
-from tests.fakes.executables import fake_bin as fake_bin  # the fixture
 
 DIGEST_A = "sha256:" + "a" * 64
 DIGEST_B = "sha256:" + "b" * 64

@@ -35,7 +35,6 @@ from conformance.kube import KubeError, ObjectRef
 from conformance.settings import MeshMode, Settings
 from conformance.timeouts import DEFAULT_TIMEOUTS
 from tests.fakes.executables import FakeBin, FakeExecutable
-from tests.fakes.executables import fake_bin as fake_bin  # the fixture
 
 SIDECAR_OVERLAY = MANIFESTS_DIR / "istio" / "sidecar.yaml"
 AMBIENT_OVERLAY = MANIFESTS_DIR / "istio" / "ambient.yaml"

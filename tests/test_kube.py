@@ -13,9 +13,7 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
-pytest.register_assert_rewrite("tests.fake_apiserver")  # before the import below; it is also a plugin
-
-from conformance.kube import (  # noqa: E402
+from conformance.kube import (
     ExecResult,
     Kube,
     KubeError,
@@ -24,7 +22,7 @@ from conformance.kube import (  # noqa: E402
     logs_since_seconds,
     rollout_progress,
 )
-from tests.fake_apiserver import (  # noqa: E402
+from tests.fake_apiserver import (
     FAKE_TOKEN,
     V4_CHANNEL_PROTOCOL,
     V5_CHANNEL_PROTOCOL,
@@ -36,7 +34,6 @@ from tests.fake_apiserver import (  # noqa: E402
 )
 
 # The fake_apiserver and fake_kubeconfig fixtures.
-pytest_plugins = ("tests.fake_apiserver",)
 
 NS = "egress-test"
 
