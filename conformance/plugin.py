@@ -10,12 +10,16 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conformance import progress
+from conformance.cluster import ClusterHandle, container_engine_problem, provide_cluster
+from conformance.istio import IstioInstaller, detect_installed
+from conformance.kube import Kube
 from conformance.report import (
     PROFILE_MARKERS,
     UNPROFILED,
@@ -25,7 +29,7 @@ from conformance.report import (
     write_allure_environment,
     write_report,
 )
-from conformance.settings import OPTIONS, MeshMode, Settings, SettingsError, option_values
+from conformance.settings import OPTIONS, IstioSource, MeshMode, Settings, SettingsError, option_values
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 E2E_REQUESTED_KEY = pytest.StashKey[bool]()
@@ -132,8 +136,6 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return
     settings = config.stash[SETTINGS_KEY]
     if settings.kubeconfig is None:
-        from conformance.cluster import container_engine_problem
-
         problem = container_engine_problem()
         if problem is not None:
             pytest.exit(f"egress-conformance: {problem}", returncode=pytest.ExitCode.USAGE_ERROR)
@@ -241,9 +243,64 @@ def settings(pytestconfig: pytest.Config) -> Settings:
     return pytestconfig.stash[SETTINGS_KEY]
 
 
-@pytest.fixture(scope="session")
-def cluster(settings: Settings) -> Iterator[Any]:
-    from conformance.cluster import provide_cluster
+@dataclass(frozen=True)
+class Mesh:
+    """The Istio data plane a scenario runs on."""
 
+    mode: MeshMode
+    istio_version: str
+    #: True when the harness installed this Istio (and removes it after the mode's checks).
+    installed_by_harness: bool
+
+
+def _report_collector(config: pytest.Config) -> ReportCollector | None:
+    plugin = config.pluginmanager.get_plugin("egress-conformance-report")
+    return plugin if isinstance(plugin, ReportCollector) else None
+
+
+@pytest.fixture(scope="session")
+def cluster(settings: Settings) -> Iterator[ClusterHandle]:
     with provide_cluster(settings) as handle:
         yield handle
+
+
+@pytest.fixture(scope="session")
+def kube(cluster: ClusterHandle, pytestconfig: pytest.Config) -> Iterator[Kube]:
+    with Kube(cluster.kubeconfig, cluster.context) as client:
+        collector = _report_collector(pytestconfig)
+        if collector is not None:
+            collector.kubernetes_version = client.server_version()
+        yield client
+
+
+@pytest.fixture(scope="session")
+def istio_installer(settings: Settings, cluster: ClusterHandle, kube: Kube) -> IstioInstaller:
+    """One installer per cluster: it remembers which Gateway API CRDs it added, to remove only those."""
+    return IstioInstaller.from_settings(settings, kube, cluster.kubeconfig, cluster.context)
+
+
+@pytest.fixture(scope="session")
+def mesh(request: pytest.FixtureRequest, settings: Settings, kube: Kube) -> Iterator[Mesh]:
+    """Istio in the data-plane mode of this parameter; installed and, afterwards, uninstalled by the harness
+    unless ``--istio existing``. Parametrised by ``pytest_generate_tests``: with ``--mesh-mode both`` the
+    sidecar checks run, Istio is removed, then the ambient checks run on a fresh install."""
+    mode: MeshMode = request.param
+    collector = _report_collector(request.config)
+    if settings.istio_source is IstioSource.EXISTING:
+        installed = detect_installed(kube)
+        if collector is not None:
+            collector.istio_version = installed.version
+        if mode not in installed.modes:
+            pytest.skip(f"the installed Istio {installed.version} does not run the {mode.value} data plane")
+        yield Mesh(mode, installed.version, installed_by_harness=False)
+        return
+    installer: IstioInstaller = request.getfixturevalue("istio_installer")
+    if collector is not None:
+        collector.istio_version = settings.istio_version
+    with progress.step(f"Installing Istio {settings.istio_version} ({mode.value} data plane)"):
+        installer.install(mode)
+    try:
+        yield Mesh(mode, settings.istio_version, installed_by_harness=True)
+    finally:
+        with progress.step(f"Removing Istio ({mode.value} data plane)"):
+            installer.uninstall()
