@@ -18,8 +18,10 @@ import pytest
 
 from conformance import progress
 from conformance.cluster import ClusterHandle, container_engine_problem, provide_cluster
+from conformance.external import ExternalWorld, new_pki, provide_external_world
 from conformance.istio import IstioInstaller, detect_installed
 from conformance.kube import Kube
+from conformance.pki import RunPKI
 from conformance.report import (
     PROFILE_MARKERS,
     UNPROFILED,
@@ -271,6 +273,25 @@ def kube(cluster: ClusterHandle, pytestconfig: pytest.Config) -> Iterator[Kube]:
         if collector is not None:
             collector.kubernetes_version = client.server_version()
         yield client
+
+
+@pytest.fixture(scope="session")
+def pki() -> RunPKI:
+    """The run's test CA, origin server certificates and the test.client certificate (in memory)."""
+    return new_pki()
+
+
+@pytest.fixture(scope="session")
+def external_world(
+    settings: Settings, cluster: ClusterHandle, kube: Kube, pki: RunPKI
+) -> Iterator[ExternalWorld]:
+    """The in-cluster stand-in for the Internet, with the public names resolving to it.
+
+    Removed at the end from a cluster the harness does not manage (``--kubeconfig``); a kind cluster is
+    either deleted whole or kept on request, with the external world in place for the next run.
+    """
+    with provide_external_world(kube, settings.timeouts, pki, remove_on_exit=not cluster.managed) as world:
+        yield world
 
 
 @pytest.fixture(scope="session")

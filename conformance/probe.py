@@ -238,8 +238,10 @@ def parse_expected(text: str) -> Outcome | AnyOutcome | NotOutcome:
 def outcome_from_curl(exit_code: int, http_code: int) -> Outcome:
     """Map curl's exit code (and whether an HTTP response arrived) to the outcome vocabulary.
 
-    35 (handshake failed) and 56 (receive failed, e.g. reset by peer) before any response are both
-    ``tls-reset``: a blocked TLS connection shows either, depending on when the proxy drops it. A
+    35 (handshake failed), 55 (send failed) and 56 (receive failed, e.g. reset by peer) before any
+    response are all ``tls-reset``: a blocked or refused TLS connection shows any of them, depending on
+    when the peer drops it (with TLS 1.3 a server that rejects the client certificate does so after the
+    client's handshake is done, so curl sees 55 or 56 rather than 35). A
     failure after a response arrived keeps its exit code (the status stays in ProbeResult.status).
     """
     got_response = http_code > 0
@@ -247,7 +249,7 @@ def outcome_from_curl(exit_code: int, http_code: int) -> Outcome:
         if not got_response:
             raise ProbeError("curl exited 0 without an HTTP status")
         return Outcome.http(http_code)
-    if exit_code in (35, 56) and not got_response:
+    if exit_code in (35, 55, 56) and not got_response:
         return TLS_RESET
     mapped = {
         7: CONN_REFUSED,

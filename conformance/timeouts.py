@@ -19,7 +19,7 @@ class Timeouts:
     crd_established: float = 60.0
     gateway_programmed: float = 180.0
     delete: float = 120.0
-    dns_ready: float = 120.0
+    dns_ready: float = 180.0
     #: Time for a configuration change to reach the data plane and give N consecutive matches.
     converge: float = 120.0
     #: How long a denial must keep holding once observed (negative checks).

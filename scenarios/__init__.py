@@ -1,0 +1,1 @@
+"""End-to-end conformance scenarios (run with ``pytest -m egress``)."""
