@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import requests
 
 from conformance import progress
+from conformance.processes import is_safe_download_url
 
 
 class BinaryError(RuntimeError):
@@ -61,7 +62,6 @@ class DownloadSpec:
 #: (connect, read) seconds for every HTTP request; the read timeout bounds each chunk, not the whole file.
 HTTP_TIMEOUT: tuple[float, float] = (10.0, 60.0)
 _CHUNK_BYTES = 1 << 16
-_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 _OS_NAMES = {"linux": "linux", "darwin": "darwin"}
@@ -182,8 +182,7 @@ def parse_checksum_file(text: str, asset_name: str) -> str:
 
 
 def _require_safe_url(url: str, spec: DownloadSpec) -> None:
-    parts = urlsplit(url)
-    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS):
+    if is_safe_download_url(url):
         return
     raise BinaryError(
         f"refusing to download {spec.name} from {url}: only https:// URLs are used; "

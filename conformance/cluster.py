@@ -14,14 +14,14 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from conformance import MANIFESTS_DIR, binaries, progress, versions
+from conformance.processes import output_tail, run_bounded
 from conformance.settings import Settings
 from conformance.timeouts import Timeouts
 
@@ -35,7 +35,6 @@ KIND_MIN_VERSION = (0, 24, 0)
 #: must not stall the run.
 PROBE_SECONDS = 10.0
 
-_STDERR_TAIL_LINES = 20
 _KIND_VERSION = re.compile(r"\bv?(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.+-]+)?")
 # KIND_EXPERIMENTAL_PROVIDER values kind understands, mapped to the engine CLI it then drives
 # (kind pkg/internal/runtime GetDefault); unknown values are ignored by kind, which then auto-detects.
@@ -111,14 +110,14 @@ def kind_download_spec() -> binaries.DownloadSpec:
 def kind_supports_network_policy(kind_bin: Path) -> bool:
     """True when ``kind version`` reports at least v0.24.0; says why otherwise (a progress line)."""
     try:
-        result = _run_bounded([str(kind_bin), "version"], PROBE_SECONDS)
+        result = run_bounded([str(kind_bin), "version"], PROBE_SECONDS)
     except (subprocess.TimeoutExpired, OSError) as exc:
         progress.info(f"`{kind_bin} version` failed ({exc}); using the pinned kind {versions.KIND.version}")
         return False
     version = KindVersion.parse(result.stdout) if result.returncode == 0 else None
     if version is None:
         progress.info(
-            f"`{kind_bin} version` gave no version ({_tail(result.stdout + result.stderr)!r}); "
+            f"`{kind_bin} version` gave no version ({output_tail(result.stdout + result.stderr)!r}); "
             f"using the pinned kind {versions.KIND.version}"
         )
         return False
@@ -170,7 +169,7 @@ def container_engine_problem(timeout: float = PROBE_SECONDS) -> str | None:
         reason = f"KIND_EXPERIMENTAL_PROVIDER={provider} but `{engine}` is not on PATH"
         return f"no container engine: {reason}: install it, unset the variable to use Docker, {instead}"
     try:
-        result = _run_bounded([executable, "info"], timeout)
+        result = run_bounded([executable, "info"], timeout)
     except subprocess.TimeoutExpired:
         reason = f"`{engine} info` did not answer within {timeout:g}s"
         return f"no container engine: {reason}: check that the {engine} daemon is healthy, {instead}"
@@ -178,7 +177,7 @@ def container_engine_problem(timeout: float = PROBE_SECONDS) -> str | None:
         reason = f"`{engine} info` could not be run ({exc})"
         return f"no container engine: {reason}: repair the {engine} installation, {instead}"
     if result.returncode != 0:
-        said = _tail(result.stderr or result.stdout, lines=3)
+        said = output_tail(result.stderr or result.stdout, lines=3)
         reason = f"`{engine} info` failed (exit code {result.returncode}: {said})"
         return (
             f"no container engine: {reason}: start the {engine} daemon and make sure this user may use it, "
@@ -257,7 +256,7 @@ class KindCluster:
         command = [str(self.kind_bin), *args]
         shown = shlex.join(command)
         try:
-            result = _run_bounded(command, deadline)
+            result = run_bounded(command, deadline)
         except subprocess.TimeoutExpired:
             raise ClusterError(
                 f"`{shown}` did not finish within {deadline:g}s (deadline {deadline_name}; "
@@ -266,7 +265,7 @@ class KindCluster:
         except OSError as exc:
             raise ClusterError(f"`{shown}` could not be started: {exc}") from None
         if result.returncode != 0:
-            said = _tail(result.stderr or result.stdout)
+            said = output_tail(result.stderr or result.stdout)
             raise ClusterError(f"`{shown}` failed with exit code {result.returncode}:\n{said}")
         return result
 
@@ -391,35 +390,3 @@ def _current_context(kubeconfig: Path) -> str | None:
 # --- processes ------------------------------------------------------------------------------------------
 
 
-def _run_bounded(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
-    """Run ``command`` with captured output, killing its whole process group when ``timeout`` passes.
-
-    A plain ``subprocess.run(timeout=)`` kills only the child and can then wait forever on pipes that
-    grandchildren (the engine CLI kind spawns) still hold open. The child gets its own session, so an
-    interrupt of the harness also ends it here rather than leaving it running.
-    """
-    with subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    ) as process:
-        try:
-            stdout, stderr = process.communicate(timeout=timeout)
-        except BaseException:
-            _kill_group(process)
-            process.communicate()
-            raise
-        return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
-
-
-def _kill_group(process: subprocess.Popen[str]) -> None:
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
-def _tail(text: str, lines: int = _STDERR_TAIL_LINES) -> str:
-    kept = [line for line in text.strip().splitlines() if line.strip()][-lines:]
-    return "\n".join(kept)[-2000:] or "(no output)"

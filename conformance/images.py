@@ -37,6 +37,7 @@ import yaml
 
 from conformance import MANIFESTS_DIR, progress, versions
 from conformance.manifests import iter_manifest_files
+from conformance.processes import run_bounded
 
 IMAGE_LIST_PATH = MANIFESTS_DIR / "images.yaml"
 API_VERSION = "egress-conformance/v1alpha1"
@@ -735,9 +736,7 @@ class Commands:
 
     def run(self, argv: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
         try:
-            completed = subprocess.run(
-                list(argv), capture_output=True, text=True, timeout=self.timeout, check=False
-            )
+            completed = run_bounded(list(argv), self.timeout)
         except subprocess.TimeoutExpired:
             raise ImageLoadError(f"`{' '.join(argv)}` did not finish within {self.timeout:.0f}s") from None
         except OSError as exc:

@@ -19,20 +19,19 @@ import math
 import os
 import re
 import shlex
-import signal
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 import yaml
 
 from conformance import MANIFESTS_DIR, binaries, progress, versions
 from conformance.kube import Kube, KubeError, ObjectRef
+from conformance.processes import is_safe_download_url, output_tail, run_bounded
 from conformance.settings import MeshMode, Settings
 from conformance.timeouts import Timeouts
 
@@ -62,11 +61,9 @@ GATEWAY_API_DIR = MANIFESTS_DIR / "gateway-api"
 PROBE_SECONDS = 30.0
 
 _CRD_API_VERSION = "apiextensions.k8s.io/v1"
-_OUTPUT_TAIL_LINES = 25
 _BUNDLE_VERSION = re.compile(r"^v(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.-]+)?$")
 _IMAGE_VARIANT = re.compile(r"-(distroless|debug)$")
 _ISTIO_TAG = re.compile(r"^v?(\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?)$")
-_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 _YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -140,7 +137,7 @@ def istioctl_client_version(istioctl: Path) -> str | None:
     """
     command = [str(istioctl), "version", "--remote=false", "-o", "json"]
     try:
-        result = _run_bounded(command, PROBE_SECONDS)
+        result = run_bounded(command, PROBE_SECONDS)
     except (subprocess.TimeoutExpired, OSError) as exc:
         progress.info(f"`{shlex.join(command)}` failed ({exc})")
         return None
@@ -149,7 +146,7 @@ def istioctl_client_version(istioctl: Path) -> str | None:
         with contextlib.suppress(ValueError, AttributeError):
             version = json.loads(result.stdout).get("clientVersion", {}).get("version")
     if not isinstance(version, str) or not version:
-        progress.info(f"`{shlex.join(command)}` gave no client version: {_tail(result.stdout + result.stderr)}")
+        progress.info(f"`{shlex.join(command)}` gave no client version: {output_tail(result.stdout + result.stderr)}")
         return None
     return version
 
@@ -381,7 +378,7 @@ class IstioInstaller:
 
     def _istioctl(self, command: list[str], timeout: float, deadline_name: str) -> None:
         try:
-            result = _run_bounded(command, timeout)
+            result = run_bounded(command, timeout)
         except subprocess.TimeoutExpired:
             raise IstioError(
                 f"`{shlex.join(command)}` did not finish within {timeout:.0f}s (deadline {deadline_name}; "
@@ -390,7 +387,7 @@ class IstioInstaller:
         except OSError as exc:
             raise IstioError(f"could not run `{shlex.join(command)}`: {exc}") from None
         if result.returncode != 0:
-            output = _tail(result.stdout + result.stderr)
+            output = output_tail(result.stdout + result.stderr)
             raise IstioError(f"`{shlex.join(command)}` exited with {result.returncode}:\n{output}")
 
 
@@ -525,6 +522,11 @@ def _parse_bundle(text: str, source: str) -> list[dict[str, Any]]:
     return docs
 
 
+def _require_safe_url(url: str) -> None:
+    if not is_safe_download_url(url):
+        raise IstioError(f"refusing to download {url}: only https:// URLs are used")
+
+
 def _download_gateway_api_bundle(version: str, target: Path) -> None:
     url = gateway_api_bundle_url(version)
     with progress.step(f"downloading the Gateway API {version} bundle from {url}"):
@@ -547,33 +549,3 @@ def _download_gateway_api_bundle(version: str, target: Path) -> None:
             Path(name).unlink(missing_ok=True)
 
 
-def _require_safe_url(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS):
-        return
-    raise IstioError(f"refusing to download {url}: only https:// URLs are used")
-
-
-def _run_bounded(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
-    """Run with captured output; on timeout (or interrupt) kill the whole process group."""
-    with subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    ) as process:
-        try:
-            stdout, stderr = process.communicate(timeout=timeout)
-        except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-            raise
-        return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
-
-
-def _tail(text: str, lines: int = _OUTPUT_TAIL_LINES) -> str:
-    kept = [line for line in text.strip().splitlines() if line.strip()][-lines:]
-    return "\n".join(kept)[-3000:] or "(no output)"

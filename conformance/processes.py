@@ -1,0 +1,52 @@
+"""Running the external tools the harness drives (kind, istioctl, docker), bounded in time.
+
+Also the one rule for where downloads may come from.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from contextlib import suppress
+from urllib.parse import urlsplit
+
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def run_bounded(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` with captured output, killing its whole process group when ``timeout`` passes.
+
+    A plain ``subprocess.run(timeout=)`` kills only the child and can then wait forever on pipes that
+    grandchildren (the engine CLI kind spawns) still hold open. The child gets its own session, so an
+    interrupt of the harness also ends it here rather than leaving it running.
+    Raises ``subprocess.TimeoutExpired`` on timeout and ``OSError`` when the command cannot start.
+    """
+    with subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except BaseException:
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+        return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def output_tail(text: str, lines: int = 20, limit: int = 3000) -> str:
+    """The last non-blank ``lines`` of a tool's output, for an error message."""
+    kept = [line for line in text.strip().splitlines() if line.strip()][-lines:]
+    return "\n".join(kept)[-limit:] or "(no output)"
+
+
+def is_safe_download_url(url: str) -> bool:
+    """Downloads use https; plain http only to the loopback address (the tests' local servers)."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS)
