@@ -28,7 +28,6 @@ import base64
 import hashlib
 import ipaddress
 import re
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from conformance import progress
+from conformance.expect import ExpectationFailed, eventually
 from conformance.kube import Kube, KubeError, ObjectRef, PodInfo
 from conformance.manifests import manifest_path, render_text
 from conformance.pki import CLIENT_NAME, Credential, RunPKI
@@ -368,21 +368,32 @@ class ExternalWorld:
         """Poll until ``client`` (default: the probe pod) resolves and reaches every public name."""
         pod = client or self.probe_pod()
         expected = dict(self._addresses)
-        deadline = time.monotonic() + self.timeouts.dns_ready
+        last_seen: dict[str, str] = {}
+
+        def resolve() -> dict[str, str]:
+            last_seen.clear()
+            last_seen.update(self._resolved_addresses(pod, expected))
+            return dict(last_seen)
+
         with progress.step(f"waiting until pod {pod.namespace}/{pod.name} resolves the public names"):
-            while True:
-                seen = self._resolved_addresses(pod, expected)
-                wrong = {host: seen.get(host) or "-" for host, ip in expected.items() if seen.get(host) != ip}
-                if not wrong:
-                    return
-                if time.monotonic() >= deadline:
-                    detail = ", ".join(f"{h} -> {ip} (want {expected[h]})" for h, ip in sorted(wrong.items()))
-                    raise ExternalWorldError(
-                        f"deadline dns_ready ({self.timeouts.dns_ready:.0f}s) ran out: from pod "
-                        f"{pod.namespace}/{pod.name} {detail}. A Corefile reload error shows in "
-                        "`kubectl -n kube-system logs -l k8s-app=kube-dns`."
-                    )
-                time.sleep(self.timeouts.poll_interval)
+            try:
+                eventually(
+                    resolve,
+                    lambda seen: all(seen.get(host) == ip for host, ip in expected.items()),
+                    timeouts=self.timeouts,
+                    deadline="dns_ready",
+                    consecutive=1,
+                    description="public names resolve to the external world",
+                    tolerated=(KubeError,),
+                )
+            except ExpectationFailed:
+                wrong = {h: last_seen.get(h) or "-" for h, ip in expected.items() if last_seen.get(h) != ip}
+                detail = ", ".join(f"{h} -> {ip} (want {expected[h]})" for h, ip in sorted(wrong.items()))
+                raise ExternalWorldError(
+                    f"deadline dns_ready ({self.timeouts.dns_ready:.0f}s) ran out: from pod "
+                    f"{pod.namespace}/{pod.name} {detail}. A Corefile reload error shows in "
+                    "`kubectl -n kube-system logs -l k8s-app=kube-dns`."
+                ) from None
 
     def remove(self) -> None:
         """Revert DNS, then delete everything this world applied (Kube.delete goes newest first)."""
