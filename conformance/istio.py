@@ -416,6 +416,11 @@ def version_from_image(image: str) -> str:
     return match.group(1)
 
 
+def istiod_present(kube: Kube) -> bool:
+    """Whether an Istio control plane (default revision) runs in the cluster."""
+    return kube.get(Workload(WorkloadKind.DEPLOYMENT, ISTIOD).ref) is not None
+
+
 def detect_installed(kube: Kube) -> InstalledIstio:
     """Version and data-plane modes of the Istio already in the cluster (default revision)."""
     istiod = kube.get(Workload(WorkloadKind.DEPLOYMENT, ISTIOD).ref)

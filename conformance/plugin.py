@@ -19,7 +19,7 @@ import pytest
 from conformance import progress
 from conformance.cluster import ClusterHandle, container_engine_problem, provide_cluster
 from conformance.external import ExternalWorld, new_pki, provide_external_world
-from conformance.istio import IstioInstaller, detect_installed
+from conformance.istio import IstioError, IstioInstaller, detect_installed, istiod_present
 from conformance.kube import Kube
 from conformance.pki import RunPKI
 from conformance.report import (
@@ -255,6 +255,21 @@ class Mesh:
     installed_by_harness: bool
 
 
+def refuse_to_replace_istio(kube: Kube) -> str | None:
+    """On a cluster the harness does not manage, never install over (and later purge) someone's Istio."""
+    if not istiod_present(kube):
+        return None
+    try:
+        what = f"Istio {detect_installed(kube).version} is"
+    except IstioError:
+        what = "an Istio control plane (istio-system/istiod) is"
+    return (
+        f"egress-conformance: {what} already installed on this cluster; pass --istio existing "
+        "to test it as it is (the harness installs, and afterwards removes, its own Istio only on a cluster "
+        "without one)"
+    )
+
+
 def _report_collector(config: pytest.Config) -> ReportCollector | None:
     plugin = config.pluginmanager.get_plugin("egress-conformance-report")
     return plugin if isinstance(plugin, ReportCollector) else None
@@ -301,7 +316,7 @@ def istio_installer(settings: Settings, cluster: ClusterHandle, kube: Kube) -> I
 
 
 @pytest.fixture(scope="session")
-def mesh(request: pytest.FixtureRequest, settings: Settings, kube: Kube) -> Iterator[Mesh]:
+def mesh(request: pytest.FixtureRequest, settings: Settings, cluster: ClusterHandle, kube: Kube) -> Iterator[Mesh]:
     """Istio in the data-plane mode of this parameter; installed and, afterwards, uninstalled by the harness
     unless ``--istio existing``. Parametrised by ``pytest_generate_tests``: with ``--mesh-mode both`` the
     sidecar checks run, Istio is removed, then the ambient checks run on a fresh install."""
@@ -315,6 +330,10 @@ def mesh(request: pytest.FixtureRequest, settings: Settings, kube: Kube) -> Iter
             pytest.skip(f"the installed Istio {installed.version} does not run the {mode.value} data plane")
         yield Mesh(mode, installed.version, installed_by_harness=False)
         return
+    if not cluster.managed:
+        refusal = refuse_to_replace_istio(kube)
+        if refusal:
+            pytest.exit(refusal, returncode=pytest.ExitCode.USAGE_ERROR)
     installer: IstioInstaller = request.getfixturevalue("istio_installer")
     if collector is not None:
         collector.istio_version = settings.istio_version

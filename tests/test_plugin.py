@@ -215,3 +215,26 @@ def test_plain_pytest_writes_no_report(pytester: pytest.Pytester, tmp_path: Path
     report_dir = tmp_path / "reports"
     run(pytester, "--report-dir", str(report_dir)).assert_outcomes(skipped=3)
     assert not report_dir.exists()
+
+
+class IstiodOnly:
+    """Answers `get` like a cluster whose istio-system holds just the given istiod Deployment."""
+
+    def __init__(self, image: str | None) -> None:
+        self.image = image
+
+    def get(self, ref: object) -> dict | None:
+        if self.image is None or getattr(ref, "name", None) != "istiod":
+            return None
+        return {"spec": {"template": {"spec": {"containers": [{"name": "discovery", "image": self.image}]}}}}
+
+
+def test_never_installs_over_an_existing_istio_on_an_unmanaged_cluster() -> None:
+    from conformance.plugin import refuse_to_replace_istio
+
+    assert refuse_to_replace_istio(IstiodOnly(None)) is None  # type: ignore[arg-type]
+    message = refuse_to_replace_istio(IstiodOnly("docker.io/istio/pilot:1.29.6"))  # type: ignore[arg-type]
+    assert message is not None
+    assert "Istio 1.29.6 is already installed" in message and "--istio existing" in message
+    odd = refuse_to_replace_istio(IstiodOnly("registry.example/pilot@sha256:" + "a" * 64))  # type: ignore[arg-type]
+    assert odd is not None and "istio-system/istiod" in odd
