@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import ipaddress
 import json
 import math
 import queue
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
+from urllib.request import getproxies
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
@@ -59,6 +62,8 @@ _EXEC_CLOSE_TIMEOUT = 1.0
 _CRD_API_VERSION = "apiextensions.k8s.io/v1"
 _CRD_KIND = "CustomResourceDefinition"
 _GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
+#: NO_PROXY entries covering the loopback interface (the client matches CIDRs and exact names).
+_LOOPBACK_NO_PROXY = ("127.0.0.0/8", "::1", "localhost")
 _ROLLOUT_KINDS = {"deployment": "Deployment", "daemonset": "DaemonSet", "statefulset": "StatefulSet"}
 
 
@@ -322,6 +327,34 @@ def logs_since_seconds(since: datetime, now: datetime) -> int:
     return max(1, math.ceil((now - since).total_seconds()) + 1)
 
 
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bypass_environment_proxy_for_loopback(configuration: Any) -> None:
+    """Keep a loopback API server (kind's ``https://127.0.0.1:<port>``) off an HTTP(S)_PROXY from the
+    environment, as kubectl, kind and istioctl do (Go never proxies loopback addresses).
+
+    The Python client sends every request, and its exec WebSocket, through the environment's proxy unless
+    NO_PROXY matches; a developer machine behind a corporate proxy would then fail on the first API call.
+    A ``proxy-url`` written into the kubeconfig itself is left alone.
+    """
+    host = urlsplit(str(configuration.host)).hostname
+    if host is None or not _is_loopback(host):
+        return
+    proxies = getproxies()
+    from_environment = proxies.get(urlsplit(str(configuration.host)).scheme) or proxies.get("all")
+    if not configuration.proxy or configuration.proxy != from_environment:
+        return
+    entries = [entry.strip() for entry in (configuration.no_proxy or "").split(",") if entry.strip()]
+    configuration.no_proxy = ",".join([*entries, *(e for e in _LOOPBACK_NO_PROXY if e not in entries)])
+
+
 def _identity(doc: Mapping[str, Any], index: int) -> tuple[str, str, str]:
     api_version, kind = doc.get("apiVersion"), doc.get("kind")
     name = (doc.get("metadata") or {}).get("name")
@@ -376,6 +409,7 @@ class Kube:
         except (ConfigException, OSError, ValueError) as exc:
             where = f"context {context!r} of " if context else ""
             raise KubeError(f"cannot use {where}kubeconfig {kubeconfig}: {exc}") from exc
+        bypass_environment_proxy_for_loopback(self._configuration)
         self._api_client: Any = k8s.ApiClient(configuration=self._configuration)
         # The discovery cache lives with this Kube: the library default is a file in the shared temp
         # directory keyed by server URL, which a previous cluster on the same port would have filled.

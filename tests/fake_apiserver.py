@@ -1,7 +1,8 @@
 """A loopback fake Kubernetes API server for boundary tests of code that uses the ``kubernetes`` client.
 
-It is a real HTTP/1.1 server on 127.0.0.1 (``ThreadingHTTPServer`` in a background thread) that records
-every request and answers the way the API server does for what the harness uses:
+It is a real HTTP/1.1 server on 127.0.0.1 (``ThreadingHTTPServer`` in a background thread; HTTPS when
+given an ``ssl.SSLContext``) that records every request and answers the way the API server does for what
+the harness uses:
 
 * discovery (``/api``, ``/api/v1``, ``/apis``, ``/apis/<group>/<version>``) and ``/version``;
 * server-side apply (PATCH ``application/apply-patch+yaml``: stored and echoed), JSON merge patch,
@@ -28,6 +29,7 @@ import copy
 import hashlib
 import json
 import socket
+import ssl
 import struct
 import threading
 import uuid
@@ -333,6 +335,8 @@ class FakeApiServer:
     #: GET /apis answers after a CRD is Established that do not list its kinds yet (stale discovery).
     crd_discovery_lag: int = 0
     git_version: str = FAKE_GIT_VERSION
+    #: Serve HTTPS with this context (e.g. one requiring client certificates, as kind's API server does).
+    tls: ssl.SSLContext | None = None
 
     requests: list[RecordedRequest] = field(default_factory=list, init=False)
     objects: dict[tuple[str, str, str, str], dict[str, Any]] = field(default_factory=dict, init=False)
@@ -357,6 +361,11 @@ class FakeApiServer:
         handler = type("Handler", (_Handler,), {"fake": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
+        if self.tls is not None:
+            # The handshake then runs on the first read, in the request's own thread, not in accept().
+            self._httpd.socket = self.tls.wrap_socket(
+                self._httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="fake-apiserver", daemon=True)
         self._thread.start()
@@ -385,7 +394,8 @@ class FakeApiServer:
     def url(self) -> str:
         assert self._httpd is not None, "start() the fake first"
         host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{host!s}:{port}"
 
     # ---- scripting ------------------------------------------------------------------------------------
 

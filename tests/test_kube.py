@@ -3,14 +3,23 @@ it reads the answers (exit codes, Status errors, waits)."""
 
 from __future__ import annotations
 
+import base64
+import ipaddress
+import socket
+import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kubernetes import client as k8s
 
 from conformance.kube import (
@@ -19,11 +28,13 @@ from conformance.kube import (
     KubeError,
     ObjectRef,
     PodInfo,
+    bypass_environment_proxy_for_loopback,
     logs_since_seconds,
     rollout_progress,
 )
 from tests.fake_apiserver import (
     FAKE_TOKEN,
+    PROXY_VARIABLES,
     V4_CHANNEL_PROTOCOL,
     V5_CHANNEL_PROTOCOL,
     ExecOutcome,
@@ -137,6 +148,214 @@ def test_kube_uses_its_own_configuration_not_the_global_default(
 def test_unknown_context_is_a_kube_error(fake_kubeconfig: Path) -> None:
     with pytest.raises(KubeError, match="no-such-context"):
         Kube(fake_kubeconfig, context="no-such-context")
+
+
+# ---- a kubeconfig as kind writes it: HTTPS on 127.0.0.1, client certificate, embedded data -------------
+
+
+def _rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _pem(certificate: x509.Certificate) -> bytes:
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def _key_pem(key: rsa.RSAPrivateKey) -> bytes:
+    # "BEGIN RSA PRIVATE KEY", the PKCS#1 form kubeadm writes into client-key-data.
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                             serialization.NoEncryption())
+
+
+@dataclass(frozen=True)
+class KindStylePKI:
+    """kubeadm's layout: a cluster CA, the API server's serving certificate for 127.0.0.1 and localhost,
+    and the admin client certificate (O=kubeadm:cluster-admins) that kind embeds in its kubeconfig."""
+
+    ca: bytes
+    server: bytes
+    server_key: bytes
+    client: bytes
+    client_key: bytes
+
+    @classmethod
+    def generate(cls) -> KindStylePKI:
+        now = datetime.now(UTC)
+        ca_key = _rsa_key()
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes")])
+        ca = (
+            x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=True,
+                                         data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )  # fmt: skip
+
+        def leaf(subject: x509.Name, usage: x509.ObjectIdentifier,
+                 names: list[x509.GeneralName]) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+            key = _rsa_key()
+            builder = (
+                x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name).public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                             key_encipherment=True, data_encipherment=False, key_agreement=False,
+                                             key_cert_sign=False, crl_sign=False, encipher_only=False,
+                                             decipher_only=False), critical=True)
+                .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                               critical=False)
+            )  # fmt: skip
+            if names:
+                builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+            return builder.sign(ca_key, hashes.SHA256()), key
+
+        server, server_key = leaf(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
+            ExtendedKeyUsageOID.SERVER_AUTH,
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+        )
+        client, client_key = leaf(
+            x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "kubeadm:cluster-admins"),
+                       x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes-admin")]),
+            ExtendedKeyUsageOID.CLIENT_AUTH,
+            [],
+        )
+        return cls(_pem(ca), _pem(server), _key_pem(server_key), _pem(client), _key_pem(client_key))
+
+    def server_context(self, directory: Path) -> ssl.SSLContext:
+        """The API server's side: serves its certificate and requires a client certificate from the CA."""
+        (directory / "ca.crt").write_bytes(self.ca)
+        (directory / "apiserver.crt").write_bytes(self.server)
+        (directory / "apiserver.key").write_bytes(self.server_key)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(directory / "apiserver.crt", directory / "apiserver.key")
+        context.load_verify_locations(directory / "ca.crt")
+        context.verify_mode = ssl.CERT_REQUIRED
+        return context
+
+    def kubeconfig(self, path: Path, server_url: str, cluster: str) -> Path:
+        """What ``kind create cluster --kubeconfig path`` writes: context, cluster and user ``kind-<name>``."""
+        name = f"kind-{cluster}"
+
+        def data(pem: bytes) -> str:
+            return base64.b64encode(pem).decode("ascii")
+
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "preferences": {},
+            "clusters": [{"name": name, "cluster": {"server": server_url,
+                                                    "certificate-authority-data": data(self.ca)}}],
+            "users": [{"name": name, "user": {"client-certificate-data": data(self.client),
+                                              "client-key-data": data(self.client_key)}}],
+            "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+            "current-context": name,
+        }
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        return path
+
+
+@pytest.fixture(scope="module")
+def kind_pki() -> KindStylePKI:
+    return KindStylePKI.generate()
+
+
+@pytest.fixture
+def tls_apiserver(kind_pki: KindStylePKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeApiServer]:
+    for variable in PROXY_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    with FakeApiServer(tls=kind_pki.server_context(tmp_path)) as server:
+        yield server
+
+
+def test_kind_kubeconfig_with_client_certificate_reaches_rest_and_exec(
+    tls_apiserver: FakeApiServer, kind_pki: KindStylePKI, tmp_path: Path
+) -> None:
+    kubeconfig = kind_pki.kubeconfig(tmp_path / "kubeconfig", tls_apiserver.url, "egress-conformance")
+    tls_apiserver.add_object(pod("client"))
+    tls_apiserver.exec_script(NS, "client", ExecScript.exit(7, stdout="over TLS"))
+    with Kube(kubeconfig, "kind-egress-conformance") as kube:
+        assert kube.host.startswith("https://127.0.0.1:")
+        assert kube.server_version() == "v1.35.0"
+        refs = kube.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}])
+        result = kube.exec(NS, "client", ["true"], "app", timeout=10)
+    assert refs == [ObjectRef("v1", "Namespace", NS)]
+    assert result == ExecResult(stdout="over TLS", stderr="", exit_code=7)
+    assert tls_apiserver.find("GET", f"/api/v1/namespaces/{NS}/pods/client/exec")
+
+
+def test_kind_kubeconfig_with_a_certificate_from_another_ca_is_refused(
+    tls_apiserver: FakeApiServer, kind_pki: KindStylePKI, tmp_path: Path
+) -> None:
+    other = KindStylePKI.generate()
+    stranger = KindStylePKI(kind_pki.ca, kind_pki.server, kind_pki.server_key, other.client, other.client_key)
+    kubeconfig = stranger.kubeconfig(tmp_path / "kubeconfig", tls_apiserver.url, "egress-conformance")
+    with Kube(kubeconfig, "kind-egress-conformance") as kube, pytest.raises(KubeError, match="not reachable"):
+        kube.server_version()
+
+
+# ---- HTTP(S)_PROXY from the environment and a loopback API server ---------------------------------------
+
+
+@pytest.fixture
+def dead_proxy_url() -> str:
+    """A proxy address nothing listens on: any request sent through it fails at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def test_environment_proxy_is_bypassed_for_a_loopback_api_server(
+    fake_apiserver: FakeApiServer, fake_kubeconfig: Path, dead_proxy_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # kubectl, kind and istioctl (Go) never proxy 127.0.0.1; the Python client would, for REST and exec.
+    for variable in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(variable, dead_proxy_url)
+    monkeypatch.setenv("NO_PROXY", "registry.example.com")
+    monkeypatch.setenv("no_proxy", "registry.example.com")
+    fake_apiserver.add_object(pod("client"))
+    fake_apiserver.exec_script(NS, "client", ExecScript.success(stdout="direct"))
+    with Kube(fake_kubeconfig) as kube:
+        assert kube.server_version() == "v1.35.0"
+        assert kube.exec(NS, "client", ["true"], "app", timeout=10).stdout == "direct"
+
+
+def _configuration(host: str, proxy: str | None, no_proxy: str | None = None) -> k8s.Configuration:
+    configuration = k8s.Configuration(host=host)
+    configuration.proxy = proxy
+    configuration.no_proxy = no_proxy
+    return configuration
+
+
+@pytest.mark.parametrize("host", ["https://127.0.0.1:6443", "https://[::1]:6443", "https://localhost:6443"])
+def test_loopback_hosts_join_no_proxy_keeping_the_existing_entries(
+    host: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("https_proxy", "http://proxy.corp:3128")
+    configuration = _configuration(host, "http://proxy.corp:3128", "corp.example")
+    bypass_environment_proxy_for_loopback(configuration)
+    assert configuration.no_proxy == "corp.example,127.0.0.0/8,::1,localhost"
+
+
+def test_remote_api_server_keeps_the_environment_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("https_proxy", "http://proxy.corp:3128")
+    configuration = _configuration("https://10.1.2.3:6443", "http://proxy.corp:3128", "corp.example")
+    bypass_environment_proxy_for_loopback(configuration)
+    assert configuration.no_proxy == "corp.example"
+
+
+def test_proxy_url_from_the_kubeconfig_is_kept_for_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("https_proxy", "http://proxy.corp:3128")
+    configuration = _configuration("https://127.0.0.1:6443", "http://tunnel.local:8080")
+    bypass_environment_proxy_for_loopback(configuration)
+    assert configuration.no_proxy is None
 
 
 # ---- exec -----------------------------------------------------------------------------------------------
