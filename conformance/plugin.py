@@ -7,6 +7,7 @@ for kind, or ``--kubeconfig``) and stops within seconds with one message when no
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Iterator
@@ -131,6 +132,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     e2e_items = [item for item in items if item.get_closest_marker("egress")]
     if not e2e_items:
         return
+    # Sidecar checks first, then ambient, whatever the module order: each mode is one install, and the
+    # order of installs stays the same from run to run (a stable sort keeps pytest's grouping).
+    items.sort(key=_mode_rank)
     if not config.stash[E2E_REQUESTED_KEY]:
         skip = pytest.mark.skip(reason=E2E_SKIP_REASON)
         for item in e2e_items:
@@ -141,6 +145,12 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         problem = container_engine_problem()
         if problem is not None:
             pytest.exit(f"egress-conformance: {problem}", returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+def _mode_rank(item: pytest.Item) -> int:
+    callspec = getattr(item, "callspec", None)
+    mode = callspec.params.get("mesh") if callspec is not None else None
+    return list(MeshMode).index(mode) + 1 if isinstance(mode, MeshMode) else 0
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -282,8 +292,8 @@ def cluster(settings: Settings) -> Iterator[ClusterHandle]:
 
 
 @pytest.fixture(scope="session")
-def kube(cluster: ClusterHandle, pytestconfig: pytest.Config) -> Iterator[Kube]:
-    with Kube(cluster.kubeconfig, cluster.context) as client:
+def kube(settings: Settings, cluster: ClusterHandle, pytestconfig: pytest.Config) -> Iterator[Kube]:
+    with Kube(cluster.kubeconfig, cluster.context, crd_timeout=settings.timeouts.crd_established) as client:
         collector = _report_collector(pytestconfig)
         if collector is not None:
             collector.kubernetes_version = client.server_version()
@@ -337,8 +347,15 @@ def mesh(request: pytest.FixtureRequest, settings: Settings, cluster: ClusterHan
     installer: IstioInstaller = request.getfixturevalue("istio_installer")
     if collector is not None:
         collector.istio_version = settings.istio_version
-    with progress.step(f"Installing Istio {settings.istio_version} ({mode.value} data plane)"):
-        installer.install(mode)
+    try:
+        with progress.step(f"Installing Istio {settings.istio_version} ({mode.value} data plane)"):
+            installer.install(mode)
+    except BaseException:
+        # A half-done install must not stay behind, nor be the base the next mode installs over; the
+        # install error stays the one reported.
+        with contextlib.suppress(IstioError):
+            installer.uninstall()
+        raise
     try:
         yield Mesh(mode, settings.istio_version, installed_by_harness=True)
     finally:

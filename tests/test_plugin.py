@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -238,3 +239,30 @@ def test_never_installs_over_an_existing_istio_on_an_unmanaged_cluster() -> None
     assert "Istio 1.29.6 is already installed" in message and "--istio existing" in message
     odd = refuse_to_replace_istio(IstiodOnly("registry.example/pilot@sha256:" + "a" * 64))  # type: ignore[arg-type]
     assert odd is not None and "istio-system/istiod" in odd
+
+
+MODES_BY_MODULE_ORDER = """
+import pytest
+
+@pytest.fixture(scope="session")
+def mesh(request):
+    print(f"install {request.param.value}")
+    yield request.param
+    print(f"uninstall {request.param.value}")
+"""
+
+
+def test_sidecar_mode_runs_before_ambient_whatever_the_module_order(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    pytester.makeconftest(MODES_BY_MODULE_ORDER)
+    pytester.makepyfile(
+        test_a_ambient="import pytest\n@pytest.mark.egress\n@pytest.mark.ambient\ndef test_amb(mesh): pass\n",
+        test_b_sidecar="import pytest\n@pytest.mark.egress\n@pytest.mark.sidecar\ndef test_side(mesh): pass\n",
+        test_c_both="import pytest\n@pytest.mark.egress\ndef test_both(mesh): pass\n",
+    )
+    result = run(pytester, "-m", "egress", "--kubeconfig", str(kubeconfig_file(tmp_path)), "-v", "-s",
+                 "-p", "no:junitxml")
+    result.assert_outcomes(passed=4)
+    lifecycle = re.findall(r"(?:un)?install (?:sidecar|ambient)", result.stdout.str())
+    assert lifecycle == ["install sidecar", "uninstall sidecar", "install ambient", "uninstall ambient"]
+    tests = re.findall(r"(test_\w+\[\w+\]) ", result.stdout.str())
+    assert tests == ["test_side[sidecar]", "test_both[sidecar]", "test_amb[ambient]", "test_both[ambient]"]
