@@ -36,6 +36,7 @@ from conformance.settings import MeshMode, Settings
 from conformance.timeouts import Timeouts
 
 ISTIO_NAMESPACE = "istio-system"
+ISTIO_NAMESPACE_REF = ObjectRef("v1", "Namespace", ISTIO_NAMESPACE)
 ISTIOD = "istiod"
 EGRESS_GATEWAY = "istio-egressgateway"
 ZTUNNEL = "ztunnel"
@@ -291,6 +292,8 @@ class IstioInstaller:
     gateway_api_version: str
     #: Gateway API objects this installer created, removed again by ``uninstall``.
     created_gateway_api: list[ObjectRef] = field(default_factory=list)
+    #: istio-system was there before the install (e.g. a user's `cacerts` Secret): keep it at uninstall.
+    istio_namespace_preexisted: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings, kube: Kube, kubeconfig: Path, context: str | None) -> IstioInstaller:
@@ -324,6 +327,7 @@ class IstioInstaller:
 
     def install(self, mode: MeshMode) -> None:
         """Install Istio for ``mode`` and wait until its components are rolled out."""
+        self.istio_namespace_preexisted = self.kube.get(ISTIO_NAMESPACE_REF) is not None
         if mode is MeshMode.AMBIENT:
             created = ensure_gateway_api_crds(self.kube, self.gateway_api_version, self.cache_dir, self.timeouts)
             self.created_gateway_api.extend(ref for ref in created if ref not in self.created_gateway_api)
@@ -355,10 +359,11 @@ class IstioInstaller:
             "istioctl uninstall --purge",
             lambda: self._istioctl(self.uninstall_command(), self.timeouts.istio_install, "istio_install"),
         )
-        attempt(
-            f"deleting namespace {ISTIO_NAMESPACE}",
-            lambda: self.kube.delete([ObjectRef("v1", "Namespace", ISTIO_NAMESPACE)], self.timeouts.delete),
-        )
+        if not self.istio_namespace_preexisted:
+            attempt(
+                f"deleting namespace {ISTIO_NAMESPACE}",
+                lambda: self.kube.delete([ISTIO_NAMESPACE_REF], self.timeouts.delete),
+            )
         if self.created_gateway_api:
             created = list(self.created_gateway_api)
             removed = attempt(

@@ -743,3 +743,15 @@ def test_sidecar_overlay_egress_gateway() -> None:
 def test_overlay_per_mode() -> None:
     assert istio.OVERLAYS == {MeshMode.SIDECAR: SIDECAR_OVERLAY, MeshMode.AMBIENT: AMBIENT_OVERLAY}
     assert all(path.is_file() for path in istio.OVERLAYS.values())
+
+
+def test_uninstall_keeps_an_istio_system_namespace_that_was_there_before(fake_bin: FakeBin, tmp_path: Path) -> None:
+    istioctl = fake_bin("istioctl")
+    # A user's own istio-system (say, holding a `cacerts` Secret) with no control plane in it.
+    kube = RecordingKube([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}}])
+    setup = installer(istioctl.path, kube, tmp_path)
+    setup.install(MeshMode.SIDECAR)
+    kube.calls.clear()
+    setup.uninstall()
+    assert istioctl.argvs()[-1][:2] == ["uninstall", "--purge"]
+    assert kube.named("delete") == []
