@@ -107,19 +107,27 @@ def kind_download_spec() -> binaries.DownloadSpec:
     )
 
 
-def kind_supports_network_policy(kind_bin: Path) -> bool:
-    """True when ``kind version`` reports at least v0.24.0; says why otherwise (a progress line)."""
+def kind_version_of(kind_bin: Path) -> KindVersion | None:
+    """What ``kind version`` reports; None (with a progress line saying why) when it cannot tell."""
     try:
         result = run_bounded([str(kind_bin), "version"], PROBE_SECONDS)
     except (subprocess.TimeoutExpired, OSError) as exc:
         progress.info(f"`{kind_bin} version` failed ({exc}); using the pinned kind {versions.KIND.version}")
-        return False
+        return None
     version = KindVersion.parse(result.stdout) if result.returncode == 0 else None
     if version is None:
         progress.info(
             f"`{kind_bin} version` gave no version ({output_tail(result.stdout + result.stderr)!r}); "
             f"using the pinned kind {versions.KIND.version}"
         )
+        return None
+    return version
+
+
+def kind_supports_network_policy(kind_bin: Path) -> bool:
+    """True when ``kind version`` reports at least v0.24.0; says why otherwise (a progress line)."""
+    version = kind_version_of(kind_bin)
+    if version is None:
         return False
     if not version.at_least(KIND_MIN_VERSION):
         minimum = "v{}.{}.{}".format(*KIND_MIN_VERSION)
@@ -131,19 +139,39 @@ def kind_supports_network_policy(kind_bin: Path) -> bool:
     return True
 
 
+def kind_is_pinned_release(kind_bin: Path) -> bool:
+    """True when ``kind`` is of the pinned release's minor: the default node image is built for it, and
+    kind does not promise node images work with other releases."""
+    version = kind_version_of(kind_bin)
+    if version is None:
+        return False
+    pinned = KindVersion.parse(versions.KIND.version)
+    if pinned is None or (version.major, version.minor) != (pinned.major, pinned.minor):
+        progress.info(
+            f"{kind_bin} is kind {version}, but the default node image is built for kind {versions.KIND.version}: "
+            f"the pinned kind {versions.KIND.version} is used instead (or pass --kind-bin with a matching --kind-image)"
+        )
+        return False
+    return True
+
+
 def resolve_kind(settings: Settings) -> Path:
-    """--kind-bin -> kind on PATH if >= v0.24.0 -> the pinned kind release (downloaded, verified, cached)."""
+    """--kind-bin -> kind on PATH (of the pinned release's minor with the default node image, else any
+    >= v0.24.0) -> the pinned kind release (downloaded, verified, cached)."""
     if settings.kind_bin is not None:
         return settings.kind_bin
+    acceptable = (
+        kind_is_pinned_release if settings.kind_image == versions.KIND.node_image else kind_supports_network_policy
+    )
     try:
         spec = kind_download_spec()
     except binaries.BinaryError:
         # No pinned download for this platform: a recent enough kind on PATH still does.
-        found = binaries.find_on_path("kind", kind_supports_network_policy)
+        found = binaries.find_on_path("kind", acceptable)
         if found is not None:
             return found
         raise
-    return binaries.resolve_binary(spec, None, settings.cache_dir, kind_supports_network_policy)
+    return binaries.resolve_binary(spec, None, settings.cache_dir, acceptable)
 
 
 # --- container engine -----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import platform
 import time
@@ -530,3 +531,22 @@ def test_kind_config_keeps_the_default_cni() -> None:
 
     assert config.get("networking", {}).get("disableDefaultCNI", False) is False
     assert config.get("networking", {}).get("kubeProxyMode", "iptables") != "none"
+
+
+@pytest.mark.parametrize(
+    "node_image, accepted",
+    [
+        (versions.KIND.node_image, False),  # the default image is built for the pinned kind release only
+        ("kindest/node:v1.31.0@sha256:" + "b" * 64, True),  # the user chose an image for their kind
+    ],
+)
+def test_other_kind_release_on_path_is_used_only_with_a_chosen_node_image(
+    tmp_path: Path, kind: FakeExecutable, monkeypatch: pytest.MonkeyPatch, node_image: str, accepted: bool
+) -> None:
+    kind.on("version", stdout="kind v0.24.0 go1.22.6 linux/amd64\n")
+    monkeypatch.setattr(binaries, "ensure_download", lambda spec, cache_dir: cache_dir / "pinned-kind")
+    monkeypatch.setattr(platform, "system", lambda: "Linux")
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    settings = dataclasses.replace(make_settings(tmp_path, kind, kind_bin=None), kind_image=node_image)
+    resolved = cluster.resolve_kind(settings)
+    assert resolved == (kind.path if accepted else tmp_path / "cache" / "pinned-kind")
