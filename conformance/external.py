@@ -337,7 +337,7 @@ class ExternalWorld:
             for manifest in WORKLOAD_MANIFESTS:
                 self._apply(manifest, workload_variables)
             self._apply_tls_secret(self.probe_namespace, CLIENT_SECRET_NAME, pki.client)
-            self._apply(PROBE_MANIFEST, self._variables())
+            self._apply(PROBE_MANIFEST, workload_variables)
             for ref in self._applied:
                 if ref.kind == "Deployment" and ref.namespace:
                     self.kube.wait_rollout("Deployment", ref.namespace, ref.name, self.timeouts.rollout)
@@ -382,7 +382,9 @@ class ExternalWorld:
                     lambda seen: all(seen.get(host) == ip for host, ip in expected.items()),
                     timeouts=self.timeouts,
                     deadline="dns_ready",
-                    consecutive=1,
+                    # CoreDNS replicas reload on their own timers: one good answer may come from the
+                    # replica that already has the new Corefile while the other still answers stale.
+                    consecutive=3,
                     description="public names resolve to the external world",
                     tolerated=(KubeError,),
                 )

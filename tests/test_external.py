@@ -189,7 +189,7 @@ def manifest_variables(pki: RunPKI) -> dict[str, dict[str, str]]:
     return {
         external.NAMESPACE_MANIFEST: common,
         external.SERVICES_MANIFEST: common,
-        external.PROBE_MANIFEST: common,
+        external.PROBE_MANIFEST: workloads,
         external.TLS_SECRET_MANIFEST: secret,
         external.CA_SECRET_MANIFEST: secret,
         **{m: workloads for m in external.WORKLOAD_MANIFESTS},
@@ -600,7 +600,7 @@ def test_wait_dns_ready_polls_until_coredns_reloads(pki: RunPKI) -> None:
     world.configure_dns()
     world.wait_dns_ready()
     probes = [c for c in kube.commands if "%{url_effective} %{remote_ip}\n" in c]
-    assert len(probes) == 4  # three stale answers, then the new Corefile
+    assert len(probes) == 6  # three stale answers, then three in a row from the new Corefile
     assert {arg for arg in probes[0] if arg.startswith("http://")} == {f"http://{h.name}/" for h in PUBLIC_HOSTS}
 
 
@@ -682,7 +682,7 @@ def test_wait_dns_ready_rides_out_failed_execs(pki: RunPKI) -> None:
     world.configure_dns()
     kube.exec_failures = 2
     world.wait_dns_ready()
-    assert len(kube.commands) == 3
+    assert len(kube.commands) == 5  # two failed execs, then three good answers in a row
 
 
 def test_probe_target_is_the_probe_client(kube: RecordingKube, pki: RunPKI) -> None:
