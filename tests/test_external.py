@@ -40,6 +40,7 @@ from conformance.kube import ExecResult, Kube, KubeError, ObjectRef, PodInfo
 from conformance.manifests import Document, render
 from conformance.pki import RunPKI
 from conformance.timeouts import Timeouts
+from tests.fake_apiserver import merge_patch
 
 DATA = Path(__file__).parent / "data"
 KUBEADM_COREFILE: str = yaml.safe_load((DATA / "kubeadm-coredns-configmap.yaml").read_text())["data"]["Corefile"]
@@ -337,15 +338,6 @@ def test_probe_client_mounts_sleep_secret_where_the_seeds_do(rendered: dict[str,
 # ------------------------------------------------------------------------------------ stand-in Kube
 
 
-def merge(target: dict[str, Any], patch: Mapping[str, Any]) -> None:
-    for key, value in patch.items():
-        if value is None:
-            target.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(target.get(key), dict):
-            merge(target[key], value)
-        else:
-            target[key] = copy.deepcopy(value)
-
 
 class RecordingKube(Kube):
     """Keeps objects in memory, allocates ClusterIPs, and answers the probe's curl from the Corefile.
@@ -406,7 +398,7 @@ class RecordingKube(Kube):
         self.patches.append((ref, copy.deepcopy(dict(patch))))
         if ref.kind == "Pod":
             self.objects.setdefault(ref, {"metadata": {}})
-        merge(self.objects[ref], patch)
+        self.objects[ref] = merge_patch(self.objects[ref], patch)
         if ref == COREDNS_CONFIGMAP:
             self._pending_probes = self.dns_lag
         return copy.deepcopy(self.objects[ref])

@@ -34,6 +34,7 @@ from conformance.istio import (
 from conformance.kube import KubeError, ObjectRef
 from conformance.settings import MeshMode, Settings
 from conformance.timeouts import DEFAULT_TIMEOUTS
+from tests.fake_apiserver import merge_patch
 from tests.fakes.executables import FakeBin, FakeExecutable
 
 SIDECAR_OVERLAY = MANIFESTS_DIR / "istio" / "sidecar.yaml"
@@ -50,17 +51,6 @@ def ref_of(doc: Mapping[str, Any]) -> ObjectRef:
     meta = doc["metadata"]
     return ObjectRef(doc["apiVersion"], doc["kind"], meta["name"], meta.get("namespace"))
 
-
-def merge(target: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """RFC 7386 JSON merge patch."""
-    for key, value in patch.items():
-        if value is None:
-            target.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(target.get(key), dict):
-            merge(target[key], value)
-        else:
-            target[key] = copy.deepcopy(value)
-    return target
 
 
 class RecordingKube:
@@ -91,7 +81,8 @@ class RecordingKube:
 
     def merge_patch(self, ref: ObjectRef, patch: Mapping[str, Any]) -> dict[str, Any]:
         self.calls.append(("merge_patch", ref, copy.deepcopy(dict(patch))))
-        return copy.deepcopy(merge(self.objects[ref], patch))
+        self.objects[ref] = merge_patch(self.objects[ref], patch)
+        return copy.deepcopy(self.objects[ref])
 
     def delete(self, refs: Iterable[ObjectRef], timeout: float, wait: bool = True) -> None:
         refs = list(refs)
