@@ -317,3 +317,22 @@ def _remove_empty_dirs(created: list[Path]) -> None:
             directory.rmdir()
         except OSError:
             return
+
+
+def resolve_pinned_or_path(
+    name: str,
+    make_spec: Callable[[], DownloadSpec],
+    cache_dir: Path,
+    accept_on_path: Callable[[Path], bool],
+) -> Path:
+    """``name`` on PATH if accepted, else the pinned download; where no pinned download exists for this
+    platform (``make_spec`` raises), an accepted ``name`` on PATH is the only way."""
+    try:
+        spec = make_spec()
+    except BinaryError:
+        found = find_on_path(name, accept_on_path)
+        if found is not None:
+            return found
+        raise
+    return resolve_binary(spec, None, cache_dir, accept_on_path)
+

@@ -163,15 +163,7 @@ def resolve_kind(settings: Settings) -> Path:
     acceptable = (
         kind_is_pinned_release if settings.kind_image == versions.KIND.node_image else kind_supports_network_policy
     )
-    try:
-        spec = kind_download_spec()
-    except binaries.BinaryError:
-        # No pinned download for this platform: a recent enough kind on PATH still does.
-        found = binaries.find_on_path("kind", acceptable)
-        if found is not None:
-            return found
-        raise
-    return binaries.resolve_binary(spec, None, settings.cache_dir, acceptable)
+    return binaries.resolve_pinned_or_path("kind", kind_download_spec, settings.cache_dir, acceptable)
 
 
 # --- container engine -----------------------------------------------------------------------------------

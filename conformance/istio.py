@@ -170,15 +170,9 @@ def resolve_istioctl(settings: Settings) -> Path:
                 f"not the --istio-version {wanted}"
             )
         return settings.istioctl_bin
-    try:
-        spec = istioctl_download_spec(wanted)
-    except binaries.BinaryError:
-        # No pinned download for this platform: the right version on PATH still does.
-        on_path = binaries.find_on_path("istioctl", same_version)
-        if on_path is not None:
-            return on_path
-        raise
-    return binaries.resolve_binary(spec, None, settings.cache_dir, same_version)
+    return binaries.resolve_pinned_or_path(
+        "istioctl", lambda: istioctl_download_spec(wanted), settings.cache_dir, same_version
+    )
 
 
 # --- Gateway API CRDs ----------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ a full parse of every line, for comparison.
 
 from __future__ import annotations
 
-import random
 import sys
 import time
 from collections.abc import Callable
@@ -17,25 +16,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from conformance.accesslog import entries_in_window, entries_with_token, parse_lines
+from tests.fakes.accesslogs import synthetic_log
 
-DATA = Path(__file__).parent / "data" / "accesslog"
 LINES = 100_000
-SAMPLES = ("egress-gateway.log", "sidecar-client.log", "waypoint.log", "noise.log")
-
-
-def build_log(lines: int, seed: int = 1) -> tuple[str, list[str]]:
-    rng = random.Random(seed)
-    templates = [line for name in SAMPLES for line in (DATA / name).read_text().splitlines()]
-    tokens: list[str] = []
-    out: list[str] = []
-    for _ in range(lines):
-        line = rng.choice(templates)
-        if "egress-conformance/" in line:
-            token = f"{rng.getrandbits(64):016x}"
-            tokens.append(token)
-            line = line.replace(line.split("egress-conformance/")[1][:16], token)
-        out.append(line)
-    return "\n".join(out) + "\n", tokens
 
 
 def measure(name: str, lines: int, action: Callable[[], object], repeat: int = 5) -> None:
@@ -50,7 +33,7 @@ def measure(name: str, lines: int, action: Callable[[], object], repeat: int = 5
 
 
 def main() -> None:
-    text, tokens = build_log(LINES)
+    text, tokens = synthetic_log(LINES, seed=1)
     token = tokens[len(tokens) // 2]
     started = datetime(2026, 11, 20, 10, 15, 20, 200000, tzinfo=UTC)
     print(f"{LINES:,} lines, {len(text) / 1e6:.1f} MB, {len(tokens):,} tokens")

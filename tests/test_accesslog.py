@@ -13,7 +13,6 @@ Sample logs live in tests/data/accesslog/:
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +44,7 @@ from conformance.accesslog import (
     parse_line,
     parse_lines,
 )
+from tests.fakes.accesslogs import synthetic_log
 
 DATA = Path(__file__).parent / "data" / "accesslog"
 
@@ -402,25 +402,6 @@ def test_window_handles_offset_timestamps_after_parsing() -> None:
 
 # --------------------------------------------------------------------------------------------------
 # Scale
-
-
-def synthetic_log(lines: int, seed: int = 7) -> tuple[str, list[str]]:
-    """A log of ``lines`` lines built from the samples with fresh tokens; returns text and tokens."""
-    rng = random.Random(seed)
-    templates = [
-        line for name in ("egress-gateway.log", "sidecar-client.log", "waypoint.log", "noise.log") for line in
-        read(name).splitlines()
-    ]
-    tokens: list[str] = []
-    out: list[str] = []
-    for _ in range(lines):
-        line = rng.choice(templates)
-        if "egress-conformance/" in line:
-            token = f"{rng.getrandbits(64):016x}"
-            tokens.append(token)
-            line = line.replace(line.split("egress-conformance/")[1][:16], token)
-        out.append(line)
-    return "\n".join(out) + "\n", tokens
 
 
 def test_token_search_in_100k_lines_parses_only_the_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
