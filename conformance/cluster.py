@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conformance import MANIFESTS_DIR, binaries, progress, versions
-from conformance.processes import output_tail, run_bounded
+from conformance.processes import output_tail, run_bounded, run_tool
 from conformance.settings import Settings
 from conformance.timeouts import Timeouts
 
@@ -273,21 +273,7 @@ class KindCluster:
         return shlex.join([str(self.kind_bin), *self._delete_args()])
 
     def _kind(self, args: list[str], deadline: float, deadline_name: str) -> subprocess.CompletedProcess[str]:
-        command = [str(self.kind_bin), *args]
-        shown = shlex.join(command)
-        try:
-            result = run_bounded(command, deadline)
-        except subprocess.TimeoutExpired:
-            raise ClusterError(
-                f"`{shown}` did not finish within {deadline:g}s (deadline {deadline_name}; "
-                "stretch it with --timeout-scale)"
-            ) from None
-        except OSError as exc:
-            raise ClusterError(f"`{shown}` could not be started: {exc}") from None
-        if result.returncode != 0:
-            said = output_tail(result.stderr or result.stdout)
-            raise ClusterError(f"`{shown}` failed with exit code {result.returncode}:\n{said}")
-        return result
+        return run_tool([str(self.kind_bin), *args], deadline, error=ClusterError, deadline_name=deadline_name)
 
 
 def kubeconfig_path_for(settings: Settings) -> Path:

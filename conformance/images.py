@@ -37,7 +37,7 @@ import yaml
 
 from conformance import MANIFESTS_DIR, progress, versions
 from conformance.manifests import iter_manifest_files
-from conformance.processes import run_bounded
+from conformance.processes import run_tool
 
 IMAGE_LIST_PATH = MANIFESTS_DIR / "images.yaml"
 API_VERSION = "egress-conformance/v1alpha1"
@@ -735,18 +735,7 @@ class Commands:
         self.timeout = timeout
 
     def run(self, argv: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
-        try:
-            completed = run_bounded(list(argv), self.timeout)
-        except subprocess.TimeoutExpired:
-            raise ImageLoadError(f"`{' '.join(argv)}` did not finish within {self.timeout:.0f}s") from None
-        except OSError as exc:
-            raise ImageLoadError(f"cannot run `{argv[0]}`: {exc}") from None
-        if check and completed.returncode != 0:
-            tail = (completed.stderr or completed.stdout).strip().splitlines()[-5:]
-            raise ImageLoadError(
-                f"`{' '.join(argv)}` failed with exit code {completed.returncode}: " + " | ".join(tail)
-            )
-        return completed
+        return run_tool(list(argv), self.timeout, error=ImageLoadError, check=check)
 
 
 def find_tools(kind_bin: Path | str | None) -> tuple[str, str]:

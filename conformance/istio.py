@@ -31,7 +31,7 @@ import yaml
 
 from conformance import MANIFESTS_DIR, binaries, progress, versions
 from conformance.kube import Kube, KubeError, ObjectRef
-from conformance.processes import is_safe_download_url, output_tail, run_bounded
+from conformance.processes import is_safe_download_url, output_tail, run_bounded, run_tool
 from conformance.settings import MeshMode, Settings
 from conformance.timeouts import Timeouts
 
@@ -376,18 +376,7 @@ class IstioInstaller:
         return flags
 
     def _istioctl(self, command: list[str], timeout: float, deadline_name: str) -> None:
-        try:
-            result = run_bounded(command, timeout)
-        except subprocess.TimeoutExpired:
-            raise IstioError(
-                f"`{shlex.join(command)}` did not finish within {timeout:.0f}s (deadline {deadline_name}; "
-                "raise --timeout-scale on a slow machine)"
-            ) from None
-        except OSError as exc:
-            raise IstioError(f"could not run `{shlex.join(command)}`: {exc}") from None
-        if result.returncode != 0:
-            output = output_tail(result.stdout + result.stderr)
-            raise IstioError(f"`{shlex.join(command)}` exited with {result.returncode}:\n{output}")
+        run_tool(command, timeout, error=IstioError, deadline_name=deadline_name)
 
 
 # --- an existing installation --------------------------------------------------------------------------

@@ -6,6 +6,7 @@ Also the one rule for where downloads may come from.
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 from contextlib import suppress
@@ -50,3 +51,28 @@ def is_safe_download_url(url: str) -> bool:
     """Downloads use https; plain http only to the loopback address (the tests' local servers)."""
     parts = urlsplit(url)
     return parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS)
+
+
+def run_tool(
+    command: list[str],
+    timeout: float,
+    *,
+    error: type[Exception],
+    deadline_name: str | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """``run_bounded`` with every failure turned into ``error``: a timeout (naming the deadline), a command
+    that cannot start, and (with ``check``) a non-zero exit with the tail of its output."""
+    shown = shlex.join(command)
+    try:
+        result = run_bounded(command, timeout)
+    except subprocess.TimeoutExpired:
+        deadline = f" (deadline {deadline_name}; stretch it with --timeout-scale)" if deadline_name else ""
+        raise error(f"`{shown}` did not finish within {timeout:g}s{deadline}") from None
+    except OSError as exc:
+        raise error(f"`{shown}` could not be started: {exc}") from None
+    if check and result.returncode != 0:
+        said = output_tail(result.stdout + result.stderr)
+        code = result.returncode
+        raise error(f"`{shown}` exited with {code} (non-zero exit code {code}):\n{said}")
+    return result
