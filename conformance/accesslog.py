@@ -563,4 +563,3 @@ class LogExpectation:
 
     def __str__(self) -> str:
         return "entry with " + ", ".join(f"{n} {m}" for n, m in self._compiled.items())
-

@@ -227,8 +227,7 @@ def _download_verified(spec: DownloadSpec, expected: str, target: Path, record_p
         if actual != expected:
             source = "pinned" if spec.sha256 is not None else f"published at {spec.checksum_url}"
             raise ChecksumMismatch(
-                f"{spec.url}: sha256 {actual} does not match the {source} sha256 {expected}; "
-                "nothing was cached"
+                f"{spec.url}: sha256 {actual} does not match the {source} sha256 {expected}; nothing was cached"
             )
         if spec.archive_member is None:
             executable_sha256 = actual
@@ -335,4 +334,3 @@ def resolve_pinned_or_path(
             return found
         raise
     return resolve_binary(spec, None, cache_dir, accept_on_path)
-

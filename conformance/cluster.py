@@ -199,10 +199,7 @@ def container_engine_problem(timeout: float = PROBE_SECONDS) -> str | None:
     if result.returncode != 0:
         said = output_tail(result.stderr or result.stdout, lines=3)
         reason = f"`{engine} info` failed (exit code {result.returncode}: {said})"
-        return (
-            f"no container engine: {reason}: start the {engine} daemon and make sure this user may use it, "
-            f"{instead}"
-        )
+        return f"no container engine: {reason}: start the {engine} daemon and make sure this user may use it, {instead}"
     return None
 
 
@@ -370,8 +367,7 @@ def _finish(cluster: KindCluster, settings: Settings, *, created: bool, failing:
 def _existing_cluster(settings: Settings, kubeconfig: Path) -> ClusterHandle:
     context = settings.kube_context or _current_context(kubeconfig)
     progress.info(
-        f"using the existing cluster of {kubeconfig} (context {context or 'current'}); "
-        "nothing is created or deleted"
+        f"using the existing cluster of {kubeconfig} (context {context or 'current'}); nothing is created or deleted"
     )
     return ClusterHandle(
         name=context or kubeconfig.name,
@@ -394,5 +390,3 @@ def _current_context(kubeconfig: Path) -> str | None:
 
 
 # --- processes ------------------------------------------------------------------------------------------
-
-

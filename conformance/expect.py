@@ -257,7 +257,15 @@ def eventually(
     LogExpectation, ...) or a plain predicate. ``deadline`` names a Timeouts field.
     """
     poll = _make_poll(
-        probe, expected, expected_description, description, consecutive, interval, timeouts, clock, sleep,
+        probe,
+        expected,
+        expected_description,
+        description,
+        consecutive,
+        interval,
+        timeouts,
+        clock,
+        sleep,
         tolerated,
     )
     seconds = _deadline_seconds(timeouts, deadline)
@@ -302,7 +310,15 @@ def consistently(
     hold gives up after ``hold`` + ``deadline``.
     """
     poll = _make_poll(
-        probe, expected, expected_description, description, consecutive, interval, timeouts, clock, sleep,
+        probe,
+        expected,
+        expected_description,
+        description,
+        consecutive,
+        interval,
+        timeouts,
+        clock,
+        sleep,
         tolerated,
     )
     converge_seconds = _deadline_seconds(timeouts, deadline)
@@ -316,9 +332,7 @@ def consistently(
 
     poll.run(wait_attempt, lambda t: t.consecutive >= 1, _ClockDeadline(clock, started, converge_seconds))
     if tally.consecutive < 1:
-        raise poll.failure(
-            tally, f"never observed within the {deadline} deadline", started, deadline, converge_seconds
-        )
+        raise poll.failure(tally, f"never observed within the {deadline} deadline", started, deadline, converge_seconds)
 
     first_seen = clock()
 

@@ -436,9 +436,7 @@ class ExternalWorld:
     def probe_pod(self) -> PodInfo:
         pods = [p for p in self.kube.pods(self.probe_namespace, PROBE_SELECTOR) if p.ready]
         if not pods:
-            raise ExternalWorldError(
-                f"no ready probe pod ({PROBE_SELECTOR}) in namespace {self.probe_namespace}"
-            )
+            raise ExternalWorldError(f"no ready probe pod ({PROBE_SELECTOR}) in namespace {self.probe_namespace}")
         return pods[0]
 
     # -- internals

@@ -414,9 +414,7 @@ def dump(image_list: ImageList) -> str:
                 name: {"digest": pin.digest, "source": pin.source} for name, pin in sorted(entry.pins.items())
             }
         groups.setdefault(entry.group, []).append(item)
-    body = yaml.safe_dump(
-        {"apiVersion": API_VERSION, "kind": KIND, "groups": groups}, sort_keys=False, width=110
-    )
+    body = yaml.safe_dump({"apiVersion": API_VERSION, "kind": KIND, "groups": groups}, sort_keys=False, width=110)
     return _HEADER + body
 
 
@@ -753,9 +751,7 @@ def find_tools(kind_bin: Path | str | None) -> tuple[str, str]:
     else:
         found = shutil.which("kind")
         if found is None:
-            raise ImageLoadError(
-                f"kind was not found on PATH: install kind {versions.KIND.version} or pass --kind-bin"
-            )
+            raise ImageLoadError(f"kind was not found on PATH: install kind {versions.KIND.version} or pass --kind-bin")
         kind = found
     return docker, kind
 
@@ -775,9 +771,7 @@ def _present_locally(commands: Commands, image: Image) -> bool:
     return False
 
 
-def load_into_kind(
-    images: Sequence[Image], cluster_name: str, commands: Commands
-) -> list[LoadResult]:
+def load_into_kind(images: Sequence[Image], cluster_name: str, commands: Commands) -> list[LoadResult]:
     """Make every image present in Docker (pulled by digest when pinned) and load it into the cluster."""
     results: list[LoadResult] = []
     for number, image in enumerate(images, start=1):
@@ -823,18 +817,29 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m conformance.images", description=__doc__.split("\n")[0])
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--images-file", type=Path, default=IMAGE_LIST_PATH, help="the image list to use")
-    common.add_argument("--istio-version", type=_istio_version, default=versions.DEFAULT_ISTIO_VERSION,
-                        help="Istio release whose images to use (default: %(default)s)")
-    common.add_argument("--group", action="append", dest="groups",
-                        help="only this group of the list (repeatable; default: all)")
+    common.add_argument(
+        "--istio-version",
+        type=_istio_version,
+        default=versions.DEFAULT_ISTIO_VERSION,
+        help="Istio release whose images to use (default: %(default)s)",
+    )
+    common.add_argument(
+        "--group", action="append", dest="groups", help="only this group of the list (repeatable; default: all)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     commands.add_parser("list", parents=[common], help="print every image reference, one per line")
 
     resolve_cmd = commands.add_parser("resolve", parents=[common], help="ask the registries for digests")
     resolve_cmd.add_argument("--write", action="store_true", help="record new digests in the image list")
-    resolve_cmd.add_argument("--endpoint", type=_endpoint, action="append", default=[], metavar="REGISTRY=URL",
-                             help="query URL instead of the registry's own API host (repeatable)")
+    resolve_cmd.add_argument(
+        "--endpoint",
+        type=_endpoint,
+        action="append",
+        default=[],
+        metavar="REGISTRY=URL",
+        help="query URL instead of the registry's own API host (repeatable)",
+    )
     resolve_cmd.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP request")
 
     load_cmd = commands.add_parser("load", parents=[common], help="docker pull + kind load every image")
@@ -875,8 +880,10 @@ def _resolve_command(args: argparse.Namespace, image_list: ImageList, variables:
     client = RegistryClient(dict(args.endpoint), timeout=args.timeout)
     results, updated = resolve(image_list, client, variables, args.groups)
     for result in results:
-        kind = "" if result.status is ResolveStatus.FAILED or result.media_type in INDEX_MEDIA_TYPES else (
-            f" (single-platform manifest {result.media_type or 'of unknown type'})"
+        kind = (
+            ""
+            if result.status is ResolveStatus.FAILED or result.media_type in INDEX_MEDIA_TYPES
+            else (f" (single-platform manifest {result.media_type or 'of unknown type'})")
         )
         detail = result.error if result.status is ResolveStatus.FAILED else f"{result.digest}{kind}"
         if result.status in (ResolveStatus.MOVED, ResolveStatus.CONFLICT):

@@ -540,5 +540,3 @@ def _download_gateway_api_bundle(version: str, target: Path) -> None:
             os.replace(name, target)
         finally:
             Path(name).unlink(missing_ok=True)
-
-

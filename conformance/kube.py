@@ -358,8 +358,11 @@ def bypass_environment_proxy_for_loopback(configuration: Any) -> None:
 def _identity(doc: Mapping[str, Any], index: int) -> tuple[str, str, str]:
     api_version, kind = doc.get("apiVersion"), doc.get("kind")
     name = (doc.get("metadata") or {}).get("name")
-    missing = [label for label, value in (("apiVersion", api_version), ("kind", kind), ("metadata.name", name))
-               if not isinstance(value, str) or not value]
+    missing = [
+        label
+        for label, value in (("apiVersion", api_version), ("kind", kind), ("metadata.name", name))
+        if not isinstance(value, str) or not value
+    ]
     if missing:
         raise KubeError(f"document {index} ({kind or 'no kind'} {name or ''}) lacks {', '.join(missing)}")
     return str(api_version), str(kind), str(name)
@@ -512,7 +515,11 @@ class Kube:
         return resource
 
     def _poll(
-        self, description: str, deadline_name: str, timeout: float, check: Callable[[], str | None],
+        self,
+        description: str,
+        deadline_name: str,
+        timeout: float,
+        check: Callable[[], str | None],
         deadline: float | None = None,
     ) -> None:
         """Call ``check`` until it returns None (done), at most ``timeout`` seconds (or until ``deadline``).
@@ -533,16 +540,25 @@ class Kube:
                 return
             remaining = deadline - self._clock()
             if remaining <= 0:
-                raise KubeError(f"{description}: not done within the {deadline_name} deadline of {timeout:g}s; "
-                                f"last seen: {pending}")
+                raise KubeError(
+                    f"{description}: not done within the {deadline_name} deadline of {timeout:g}s; last seen: {pending}"
+                )
             self._sleep(min(self._poll_interval, remaining))
 
-    def _get_dict(self, resource: Any, name: str, namespace: str | None, what: str,
-                  deadline: float | None = None) -> dict[str, Any] | None:
+    def _get_dict(
+        self, resource: Any, name: str, namespace: str | None, what: str, deadline: float | None = None
+    ) -> dict[str, Any] | None:
         try:
-            response = self._call(what, lambda: self._dynamic.get(
-                resource, name=name, namespace=namespace, serialize=False,
-                _request_timeout=self._request_timeout_until(deadline)))
+            response = self._call(
+                what,
+                lambda: self._dynamic.get(
+                    resource,
+                    name=name,
+                    namespace=namespace,
+                    serialize=False,
+                    _request_timeout=self._request_timeout_until(deadline),
+                ),
+            )
         except KubeApiError as exc:
             if exc.not_found:
                 return None
@@ -553,16 +569,18 @@ class Kube:
 
     def server_version(self) -> str:
         """``v1.35.0``-style git version of the API server."""
-        response = self._call("GET /version", lambda: k8s.VersionApi(self._api_client).get_code(
-            _preload_content=False, _request_timeout=self._request_timeout))
+        response = self._call(
+            "GET /version",
+            lambda: k8s.VersionApi(self._api_client).get_code(
+                _preload_content=False, _request_timeout=self._request_timeout
+            ),
+        )
         version = self._json(response).get("gitVersion")
         if not isinstance(version, str) or not version:
             raise KubeError(f"{self.host}/version has no gitVersion")
         return version
 
-    def apply(
-        self, docs: Iterable[Mapping[str, Any]], default_namespace: str | None = None
-    ) -> list[ObjectRef]:
+    def apply(self, docs: Iterable[Mapping[str, Any]], default_namespace: str | None = None) -> list[ObjectRef]:
         """Server-side apply each document (fieldValidation=Strict, our field manager, force conflicts).
 
         Documents are applied in order. After a CustomResourceDefinition, a later document of a kind it
@@ -585,8 +603,10 @@ class Kube:
             if resource.namespaced:
                 namespace = metadata.get("namespace") or default_namespace
                 if not namespace:
-                    raise KubeError(f"document {index} ({kind} {name}): {kind} is namespaced, but neither the "
-                                    "document nor the caller gives a namespace")
+                    raise KubeError(
+                        f"document {index} ({kind} {name}): {kind} is namespaced, but neither the "
+                        "document nor the caller gives a namespace"
+                    )
                 metadata["namespace"] = namespace
             else:
                 metadata.pop("namespace", None)  # as kubectl does: cluster-scoped objects have none
@@ -602,19 +622,24 @@ class Kube:
         return refs
 
     def _apply_one(self, ref: ObjectRef, resource: Any, body: dict[str, Any]) -> None:
-        self._call(f"apply {ref}", lambda: self._json(self._dynamic.server_side_apply(
-            resource,
-            body=body,
-            name=ref.name,
-            namespace=ref.namespace,
-            field_manager=self.field_manager,
-            force_conflicts=True,
-            # A fresh list every call: the library appends fieldManager/force to the list it is given.
-            # (Its field_validation= keyword would be dropped silently.)
-            query_params=[("fieldValidation", "Strict")],
-            serialize=False,
-            _request_timeout=self._request_timeout,
-        )))
+        self._call(
+            f"apply {ref}",
+            lambda: self._json(
+                self._dynamic.server_side_apply(
+                    resource,
+                    body=body,
+                    name=ref.name,
+                    namespace=ref.namespace,
+                    field_manager=self.field_manager,
+                    force_conflicts=True,
+                    # A fresh list every call: the library appends fieldManager/force to the list it is given.
+                    # (Its field_validation= keyword would be dropped silently.)
+                    query_params=[("fieldValidation", "Strict")],
+                    serialize=False,
+                    _request_timeout=self._request_timeout,
+                )
+            ),
+        )
 
     def apply_manifest(
         self,
@@ -658,9 +683,19 @@ class Kube:
     def _delete_one(self, ref: ObjectRef, resource: Any, deadline: float) -> bool:
         """Issue the delete; False when the object was already gone."""
         try:
-            self._call(f"delete {ref}", lambda: self._json(self._dynamic.delete(
-                resource, name=ref.name, namespace=ref.namespace, propagation_policy="Background",
-                serialize=False, _request_timeout=self._request_timeout_until(deadline))))
+            self._call(
+                f"delete {ref}",
+                lambda: self._json(
+                    self._dynamic.delete(
+                        resource,
+                        name=ref.name,
+                        namespace=ref.namespace,
+                        propagation_policy="Background",
+                        serialize=False,
+                        _request_timeout=self._request_timeout_until(deadline),
+                    )
+                ),
+            )
         except KubeApiError as exc:
             if exc.not_found:
                 return False
@@ -679,10 +714,20 @@ class Kube:
         resource = self._resource_or_none(ref)
         if resource is None:
             raise KubeError(f"merge patch {ref}: {ref.kind} ({ref.api_version}) is not served by {self.host}")
-        return self._call(f"merge patch {ref}", lambda: self._json(self._dynamic.patch(
-            resource, body=dict(patch), name=ref.name, namespace=ref.namespace,
-            content_type="application/merge-patch+json", serialize=False,
-            _request_timeout=self._request_timeout)))
+        return self._call(
+            f"merge patch {ref}",
+            lambda: self._json(
+                self._dynamic.patch(
+                    resource,
+                    body=dict(patch),
+                    name=ref.name,
+                    namespace=ref.namespace,
+                    content_type="application/merge-patch+json",
+                    serialize=False,
+                    _request_timeout=self._request_timeout,
+                )
+            ),
+        )
 
     def wait_crds_established(self, names: Iterable[str], timeout: float) -> None:
         pending = list(dict.fromkeys(names))
@@ -739,15 +784,22 @@ class Kube:
 
     def pods(self, namespace: str, label_selector: str) -> list[PodInfo]:
         resource = self._resource("v1", "Pod")
-        listing = self._call(f"list pods {namespace} -l {label_selector}", lambda: self._json(self._dynamic.get(
-            resource, namespace=namespace, label_selector=label_selector, serialize=False,
-            _request_timeout=self._request_timeout)))
+        listing = self._call(
+            f"list pods {namespace} -l {label_selector}",
+            lambda: self._json(
+                self._dynamic.get(
+                    resource,
+                    namespace=namespace,
+                    label_selector=label_selector,
+                    serialize=False,
+                    _request_timeout=self._request_timeout,
+                )
+            ),
+        )
         infos = [pod_info(item) for item in listing.get("items") or []]
         return sorted(infos, key=lambda info: info.name)
 
-    def exec(
-        self, namespace: str, pod: str, command: list[str], container: str | None, timeout: float
-    ) -> ExecResult:
+    def exec(self, namespace: str, pod: str, command: list[str], container: str | None, timeout: float) -> ExecResult:
         """Run a command; stdout, stderr and exit code kept apart; bounded by ``timeout``.
 
         A non-zero exit is a result, not an error. Anything else the server reports on the error channel
@@ -799,8 +851,14 @@ class Kube:
         return ExecResult(stdout=stdout, stderr=stderr, exit_code=exit_code)
 
     def _open_exec_stream(
-        self, what: str, namespace: str, pod: str, command: list[str], container: str | None,
-        deadline: float, timeout: float,
+        self,
+        what: str,
+        namespace: str,
+        pod: str,
+        command: list[str],
+        container: str | None,
+        deadline: float,
+        timeout: float,
     ) -> tuple[Any, Any]:
         """Open the exec WebSocket within the deadline.
 
@@ -816,12 +874,18 @@ class Kube:
 
         def connect() -> None:
             try:
-                kwargs: dict[str, Any] = {"command": list(command), "stdin": False, "stdout": True,
-                                          "stderr": True, "tty": False}
+                kwargs: dict[str, Any] = {
+                    "command": list(command),
+                    "stdin": False,
+                    "stdout": True,
+                    "stderr": True,
+                    "tty": False,
+                }
                 if container:
                     kwargs["container"] = container
-                ws = stream(api.connect_get_namespaced_pod_exec, pod, namespace,
-                            _preload_content=False, binary=True, **kwargs)
+                ws = stream(
+                    api.connect_get_namespaced_pod_exec, pod, namespace, _preload_content=False, binary=True, **kwargs
+                )
             except BaseException as exc:
                 outcome.put((None, exc))
                 return
@@ -872,9 +936,7 @@ class Kube:
             with contextlib.suppress(Exception):
                 sock.shutdown()
 
-    def logs(
-        self, namespace: str, label_selector: str, container: str | None, since: datetime
-    ) -> dict[str, str]:
+    def logs(self, namespace: str, label_selector: str, container: str | None, since: datetime) -> dict[str, str]:
         """Log text since ``since`` of every pod behind the selector, by pod name.
 
         Uses ``sinceSeconds`` computed here rather than ``sinceTime``: the window is then measured on one
@@ -892,7 +954,8 @@ class Kube:
 
             def read(name: str = pod.name, extra: dict[str, Any] = kwargs) -> bytes:
                 response = api.read_namespaced_pod_log(
-                    name, namespace, _preload_content=False, _request_timeout=self._request_timeout, **extra)
+                    name, namespace, _preload_content=False, _request_timeout=self._request_timeout, **extra
+                )
                 try:
                     return bytes(response.data)
                 finally:

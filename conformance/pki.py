@@ -212,9 +212,7 @@ class RunPKI:
             label: _issue_leaf(ca, names[0], names, ExtendedKeyUsageOID.SERVER_AUTH, not_before, not_after)
             for label, names in server_names.items()
         }
-        client = _issue_leaf(
-            ca, client_name, [client_name], ExtendedKeyUsageOID.CLIENT_AUTH, not_before, not_after
-        )
+        client = _issue_leaf(ca, client_name, [client_name], ExtendedKeyUsageOID.CLIENT_AUTH, not_before, not_after)
         return cls(ca=ca, servers=MappingProxyType(servers), client=client)
 
     def server(self, label: str) -> Credential:
@@ -269,4 +267,3 @@ def _write(path: Path, text: str, *, secret: bool) -> Path:
         handle.write(text)
     os.chmod(path, mode)
     return path
-

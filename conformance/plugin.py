@@ -169,8 +169,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         selected = ",".join(m.value for m in settings.mesh_modes)
         metafunc.parametrize(
             "mesh",
-            [pytest.param(None, marks=pytest.mark.skip(
-                reason=f"runs on the {wanted} data plane; this run selected --mesh-mode {selected}"))],
+            [
+                pytest.param(
+                    None,
+                    marks=pytest.mark.skip(
+                        reason=f"runs on the {wanted} data plane; this run selected --mesh-mode {selected}"
+                    ),
+                )
+            ],
             indirect=True,
             scope="session",
             ids=[wanted],
@@ -225,8 +231,7 @@ class ReportCollector:
 def _record_for(item: pytest.Item) -> CheckRecord:
     check = item.get_closest_marker("check")
     check_id = str(check.args[0]) if check and check.args else item.name
-    profile = next((name for marker, name in PROFILE_MARKERS.items() if item.get_closest_marker(marker)),
-                   UNPROFILED)
+    profile = next((name for marker, name in PROFILE_MARKERS.items() if item.get_closest_marker(marker)), UNPROFILED)
     callspec = getattr(item, "callspec", None)
     mode = callspec.params.get("mesh") if callspec is not None else None
     return CheckRecord(
@@ -307,9 +312,7 @@ def pki() -> RunPKI:
 
 
 @pytest.fixture(scope="session")
-def external_world(
-    settings: Settings, cluster: ClusterHandle, kube: Kube, pki: RunPKI
-) -> Iterator[ExternalWorld]:
+def external_world(settings: Settings, cluster: ClusterHandle, kube: Kube, pki: RunPKI) -> Iterator[ExternalWorld]:
     """The in-cluster stand-in for the Internet, with the public names resolving to it.
 
     Removed at the end from a cluster the harness does not manage (``--kubeconfig``); a kind cluster is

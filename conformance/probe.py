@@ -485,8 +485,7 @@ class ProbeResult:
             f"$ kubectl -n {self.namespace} exec {self.pod} -- {self.display_command}",
             f"# run as: {' '.join(_shell_quote(w) for w in self.command)}",
             f"# started {self.started_at.isoformat()} finished {self.finished_at.isoformat()}",
-            f"# outcome {self.outcome.describe()}; curl exit {self.curl_exit_code}; "
-            f"exec exit {self.exec_exit_code}",
+            f"# outcome {self.outcome.describe()}; curl exit {self.curl_exit_code}; exec exit {self.exec_exit_code}",
         ]
         if self.curl_info.get("remote_ip"):
             lines.append(f"# remote {self.curl_info.get('remote_ip')}:{self.curl_info.get('remote_port')}")
@@ -677,9 +676,7 @@ class Prober:
         max_time = request.max_time if request.max_time is not None else self._timeouts.request
         argv = request.argv(token, max_time)
         started = self._now()
-        executed = self._kube.exec(
-            target.namespace, pod, argv, target.container, max_time + self.EXEC_MARGIN_SECONDS
-        )
+        executed = self._kube.exec(target.namespace, pod, argv, target.container, max_time + self.EXEC_MARGIN_SECONDS)
         finished = self._now()
         try:
             info, response = parse_curl_output(executed.stdout, token)

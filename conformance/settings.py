@@ -50,23 +50,38 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("--mesh-mode", "EGRESS_MESH_MODE", "data-plane mode(s) to test: sidecar, ambient or both", "both"),
     Option("--istio-version", "EGRESS_ISTIO_VERSION", "Istio release to install", versions.DEFAULT_ISTIO_VERSION),
-    Option("--istio", "EGRESS_ISTIO", "install: the harness installs Istio; existing: use the installed one",
-           "install"),
-    Option("--kubeconfig", "EGRESS_KUBECONFIG",
-           "run against the existing cluster of this kubeconfig (nothing is created or deleted)"),
+    Option(
+        "--istio", "EGRESS_ISTIO", "install: the harness installs Istio; existing: use the installed one", "install"
+    ),
+    Option(
+        "--kubeconfig",
+        "EGRESS_KUBECONFIG",
+        "run against the existing cluster of this kubeconfig (nothing is created or deleted)",
+    ),
     Option("--kube-context", "EGRESS_KUBE_CONTEXT", "context of --kubeconfig to use (default: current)"),
     Option("--cluster-name", "EGRESS_CLUSTER_NAME", "name of the kind cluster", "egress-conformance"),
     Option("--keep-cluster", "EGRESS_KEEP_CLUSTER", "keep the kind cluster after the run", is_flag=True),
-    Option("--reuse-cluster", "EGRESS_REUSE_CLUSTER",
-           "reuse a kind cluster of the same name if it exists (implies keeping it)", is_flag=True),
+    Option(
+        "--reuse-cluster",
+        "EGRESS_REUSE_CLUSTER",
+        "reuse a kind cluster of the same name if it exists (implies keeping it)",
+        is_flag=True,
+    ),
     Option("--kind-image", "EGRESS_KIND_IMAGE", "kind node image", versions.KIND.node_image),
     Option("--kind-bin", "EGRESS_KIND_BIN", "kind executable to use (default: PATH, else pinned download)"),
-    Option("--istioctl-bin", "EGRESS_ISTIOCTL_BIN",
-           "istioctl executable to use (default: PATH if the version matches, else pinned download)"),
+    Option(
+        "--istioctl-bin",
+        "EGRESS_ISTIOCTL_BIN",
+        "istioctl executable to use (default: PATH if the version matches, else pinned download)",
+    ),
     Option("--report-dir", "EGRESS_REPORT_DIR", "directory for the conformance report", "reports"),
     Option("--timeout-scale", "EGRESS_TIMEOUT_SCALE", "multiply every named deadline by this factor", "1"),
-    Option("--cache-dir", "EGRESS_CACHE_DIR", "where downloaded binaries are cached",
-           str(Path("~/.cache/egress-conformance"))),
+    Option(
+        "--cache-dir",
+        "EGRESS_CACHE_DIR",
+        "where downloaded binaries are cached",
+        str(Path("~/.cache/egress-conformance")),
+    ),
 )
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -104,9 +119,7 @@ class Settings:
         return self.keep_cluster or self.reuse_cluster
 
     @classmethod
-    def from_sources(
-        cls, cli: Mapping[str, object], environ: Mapping[str, str] | None = None
-    ) -> Settings:
+    def from_sources(cls, cli: Mapping[str, object], environ: Mapping[str, str] | None = None) -> Settings:
         """Build from parsed CLI values (``dest -> value``, None when not given) and the environment.
 
         The command line wins over the environment, which wins over the default.

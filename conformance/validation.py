@@ -135,8 +135,7 @@ class Validator:
         schema = self.registry.schema_for(api_version, kind)
         if schema is not None:
             problems = [
-                problem(_describe(error))
-                for error in jsonschema.Draft7Validator(schema).iter_errors(dict(doc))
+                problem(_describe(error)) for error in jsonschema.Draft7Validator(schema).iter_errors(dict(doc))
             ]
             problems += self._validate_metadata(doc, problem)
             return problems
@@ -151,8 +150,12 @@ class Validator:
         try:
             kubernetes_validate.validate(dict(doc), self.kubernetes_version, strict=True)
         except kubernetes_validate.SchemaNotFoundError:
-            return [problem(f"no schema for {doc.get('apiVersion')} {doc.get('kind')} "
-                            f"(not a Kubernetes {self.kubernetes_version} kind and no CRD known)")]
+            return [
+                problem(
+                    f"no schema for {doc.get('apiVersion')} {doc.get('kind')} "
+                    f"(not a Kubernetes {self.kubernetes_version} kind and no CRD known)"
+                )
+            ]
         except kubernetes_validate.ValidationError as exc:
             return [problem(_describe(exc))]
         return []

@@ -43,6 +43,7 @@ pytestmark = [pytest.mark.egress, pytest.mark.external_world]
 #: Probing through a pod may hit a transient API error; the poll carries on within its deadline.
 TOLERATED = (ProbeError, KubeError)
 
+
 @pytest.fixture(scope="module")
 def prober(kube: Kube, external_world: ExternalWorld) -> Prober:
     return Prober(kube, external_world.timeouts)

@@ -84,8 +84,9 @@ DEFAULT_RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("apps", "v1", "deployments", "Deployment", True, ("status", "scale")),
     ResourceType("apps", "v1", "daemonsets", "DaemonSet", True, ("status",)),
     ResourceType("apps", "v1", "statefulsets", "StatefulSet", True, ("status", "scale")),
-    ResourceType("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False,
-                 ("status",)),
+    ResourceType(
+        "apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False, ("status",)
+    ),
     ResourceType("networking.istio.io", "v1", "serviceentries", "ServiceEntry", True, ("status",)),
     ResourceType("networking.istio.io", "v1", "gateways", "Gateway", True, ("status",)),
     ResourceType("networking.istio.io", "v1", "virtualservices", "VirtualService", True, ("status",)),
@@ -366,8 +367,9 @@ class FakeApiServer:
             self._httpd.socket = self.tls.wrap_socket(
                 self._httpd.socket, server_side=True, do_handshake_on_connect=False
             )
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-apiserver", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-apiserver", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -431,8 +433,11 @@ class FakeApiServer:
 
     def find(self, method: str | None = None, path: str | None = None) -> list[RecordedRequest]:
         with self._lock:
-            return [r for r in self.requests
-                    if (method is None or r.method == method.upper()) and (path is None or r.path == path)]
+            return [
+                r
+                for r in self.requests
+                if (method is None or r.method == method.upper()) and (path is None or r.path == path)
+            ]
 
     def object(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         rt = self.resource_type(api_version, kind)
@@ -468,8 +473,14 @@ class FakeApiServer:
         spec = crd.get("spec") or {}
         names = spec.get("names") or {}
         types = [
-            ResourceType(str(spec.get("group")), str(version.get("name")), str(names.get("plural")),
-                         str(names.get("kind")), spec.get("scope", "Namespaced") == "Namespaced", ("status",))
+            ResourceType(
+                str(spec.get("group")),
+                str(version.get("name")),
+                str(names.get("plural")),
+                str(names.get("kind")),
+                spec.get("scope", "Namespaced") == "Namespaced",
+                ("status",),
+            )
             for version in spec.get("versions") or []
             if version.get("served", True)
         ]
@@ -491,12 +502,17 @@ class FakeApiServer:
         established = state.gets_until_established <= 0
         state.gets_until_established -= 1
         view = copy.deepcopy(crd)
-        view["status"] = {"conditions": [
-            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found"},
-            {"type": "Established", "status": "True" if established else "False",
-             "reason": "InitialNamesAccepted" if established else "Installing",
-             "message": "the initial names have been accepted" if established else "the CRD is being installed"},
-        ]}
+        view["status"] = {
+            "conditions": [
+                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found"},
+                {
+                    "type": "Established",
+                    "status": "True" if established else "False",
+                    "reason": "InitialNamesAccepted" if established else "Installing",
+                    "message": "the initial names have been accepted" if established else "the CRD is being installed",
+                },
+            ]
+        }
         if established:
             self._queue_for_discovery(state)
         return view
@@ -517,16 +533,25 @@ class FakeApiServer:
 def api_resource_list(group_version: str, types: list[ResourceType]) -> dict[str, Any]:
     resources: list[dict[str, Any]] = []
     for rt in types:
-        resources.append({
-            "name": rt.plural,
-            "singularName": rt.kind.lower(),
-            "namespaced": rt.namespaced,
-            "kind": rt.kind,
-            "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
-        })
+        resources.append(
+            {
+                "name": rt.plural,
+                "singularName": rt.kind.lower(),
+                "namespaced": rt.namespaced,
+                "kind": rt.kind,
+                "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+            }
+        )
         for sub in rt.subresources:
-            resources.append({"name": f"{rt.plural}/{sub}", "singularName": "", "namespaced": rt.namespaced,
-                              "kind": rt.kind, "verbs": ["get", "patch", "update"]})
+            resources.append(
+                {
+                    "name": f"{rt.plural}/{sub}",
+                    "singularName": "",
+                    "namespaced": rt.namespaced,
+                    "kind": rt.kind,
+                    "verbs": ["get", "patch", "update"],
+                }
+            )
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}
 
 
@@ -577,8 +602,9 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in self.headers.items():
             key = name.lower()
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        record = RecordedRequest(self.command, split.path, parse_qs(split.query, keep_blank_values=True),
-                                 headers, body, raw)
+        record = RecordedRequest(
+            self.command, split.path, parse_qs(split.query, keep_blank_values=True), headers, body, raw
+        )
         with fake._lock:
             fake.requests.append(record)
             queued = fake._replies.get((self.command, split.path))
@@ -618,14 +644,30 @@ class _Handler(BaseHTTPRequestHandler):
         parts = [p for p in record.path.split("/") if p]
         if parts == ["version"]:  # the generated client asks for /version/
             major, minor = fake.git_version.lstrip("v").split(".")[:2]
-            self._send_json(200, {"major": major, "minor": minor, "gitVersion": fake.git_version,
-                                  "gitCommit": "0" * 40, "gitTreeState": "clean",
-                                  "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.25.0",
-                                  "compiler": "gc", "platform": "linux/amd64"})
+            self._send_json(
+                200,
+                {
+                    "major": major,
+                    "minor": minor,
+                    "gitVersion": fake.git_version,
+                    "gitCommit": "0" * 40,
+                    "gitTreeState": "clean",
+                    "buildDate": "2026-01-01T00:00:00Z",
+                    "goVersion": "go1.25.0",
+                    "compiler": "gc",
+                    "platform": "linux/amd64",
+                },
+            )
             return
         if parts == ["api"]:
-            self._send_json(200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
-                {"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}]})
+            self._send_json(
+                200,
+                {
+                    "kind": "APIVersions",
+                    "versions": ["v1"],
+                    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}],
+                },
+            )
             return
         if parts == ["apis"]:
             with fake._lock:
@@ -677,12 +719,18 @@ class _Handler(BaseHTTPRequestHandler):
                 versions = groups.setdefault(rt.group, [])
                 if rt.version not in versions:
                     versions.append(rt.version)
-        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-            {"name": group,
-             "versions": [{"groupVersion": f"{group}/{v}", "version": v} for v in versions],
-             "preferredVersion": {"groupVersion": f"{group}/{versions[0]}", "version": versions[0]}}
-            for group, versions in groups.items()
-        ]}
+        return {
+            "kind": "APIGroupList",
+            "apiVersion": "v1",
+            "groups": [
+                {
+                    "name": group,
+                    "versions": [{"groupVersion": f"{group}/{v}", "version": v} for v in versions],
+                    "preferredVersion": {"groupVersion": f"{group}/{versions[0]}", "version": versions[0]},
+                }
+                for group, versions in groups.items()
+            ],
+        }
 
     def _collection(self, record: RecordedRequest, rt: ResourceType, namespace: str) -> None:
         if record.method != "GET":
@@ -690,12 +738,24 @@ class _Handler(BaseHTTPRequestHandler):
             return
         selector = record.param("labelSelector")
         with self.fake._lock:
-            items = [copy.deepcopy(obj) for (api_version, plural, ns, _), obj in sorted(self.fake.objects.items())
-                     if api_version == rt.api_version and plural == rt.plural and (not namespace or ns == namespace)
-                     and _matches_selector((obj.get("metadata") or {}).get("labels") or {}, selector)]
+            items = [
+                copy.deepcopy(obj)
+                for (api_version, plural, ns, _), obj in sorted(self.fake.objects.items())
+                if api_version == rt.api_version
+                and plural == rt.plural
+                and (not namespace or ns == namespace)
+                and _matches_selector((obj.get("metadata") or {}).get("labels") or {}, selector)
+            ]
             version = self.fake._next_resource_version()
-        self._send_json(200, {"kind": f"{rt.kind}List", "apiVersion": rt.api_version,
-                              "metadata": {"resourceVersion": version}, "items": items})
+        self._send_json(
+            200,
+            {
+                "kind": f"{rt.kind}List",
+                "apiVersion": rt.api_version,
+                "metadata": {"resourceVersion": version},
+                "items": items,
+            },
+        )
 
     def _item(self, record: RecordedRequest, rt: ResourceType, namespace: str, name: str) -> None:
         fake = self.fake
@@ -704,8 +764,11 @@ class _Handler(BaseHTTPRequestHandler):
         if record.method == "GET":
             with fake._lock:
                 obj = fake.objects.get(key)
-                view = None if obj is None else (
-                    fake._crd_view(obj) if rt.kind == "CustomResourceDefinition" else copy.deepcopy(obj))
+                view = (
+                    None
+                    if obj is None
+                    else (fake._crd_view(obj) if rt.kind == "CustomResourceDefinition" else copy.deepcopy(obj))
+                )
             if view is None:
                 self._not_found(what)
             else:
@@ -735,14 +798,15 @@ class _Handler(BaseHTTPRequestHandler):
             if not record.param("fieldManager"):
                 problems.append("PATCH, application/apply-patch+yaml requires fieldManager")
             if body.get("apiVersion") != rt.api_version or body.get("kind") != rt.kind:
-                problems.append(f"apiVersion/kind {body.get('apiVersion')}/{body.get('kind')} do not match "
-                                f"{rt.api_version}/{rt.kind}")
+                problems.append(
+                    f"apiVersion/kind {body.get('apiVersion')}/{body.get('kind')} do not match "
+                    f"{rt.api_version}/{rt.kind}"
+                )
             metadata = body.get("metadata") or {}
             if metadata.get("name") != name:
                 problems.append("the name of the object does not match the name on the URL")
             if rt.namespaced and metadata.get("namespace") not in (None, namespace):
-                problems.append("the namespace of the provided object does not match the namespace sent on the "
-                                "request")
+                problems.append("the namespace of the provided object does not match the namespace sent on the request")
             if problems:
                 self._send_json(400, status_body(400, "; ".join(problems), "BadRequest"))
                 return
@@ -766,10 +830,16 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send_json(200, stored)
         else:
-            self._send_json(415, status_body(415, "the body of the request was in an unknown format - accepted "
-                                                  "media types include: application/json-patch+json, "
-                                                  "application/merge-patch+json, application/apply-patch+yaml",
-                                             "UnsupportedMediaType"))
+            self._send_json(
+                415,
+                status_body(
+                    415,
+                    "the body of the request was in an unknown format - accepted "
+                    "media types include: application/json-patch+json, "
+                    "application/merge-patch+json, application/apply-patch+yaml",
+                    "UnsupportedMediaType",
+                ),
+            )
 
     # ---- pod logs -------------------------------------------------------------------------------------
 
@@ -810,8 +880,11 @@ class _Handler(BaseHTTPRequestHandler):
         offered = [p.strip() for p in record.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
         chosen = next((p for p in offered if p in fake.exec_subprotocols), None)
         if chosen is None:
-            self._send(403, f"requested protocol(s) are not supported: {offered}; supports "
-                            f"{list(fake.exec_subprotocols)}".encode(), "text/plain")
+            self._send(
+                403,
+                f"requested protocol(s) are not supported: {offered}; supports {list(fake.exec_subprotocols)}".encode(),
+                "text/plain",
+            )
             return
         key = record.headers.get("sec-websocket-key", "")
         accept = base64.b64encode(hashlib.sha1((key + _WEBSOCKET_GUID).encode("ascii")).digest()).decode()

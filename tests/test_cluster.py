@@ -19,9 +19,7 @@ from tests.fakes.executables import FakeBin, FakeExecutable
 
 NAME = "egress-conformance"
 KIND_CONFIG = MANIFESTS_DIR / "kind" / "cluster.yaml"
-DOCKER_DOWN = (
-    "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n"
-)
+DOCKER_DOWN = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n"
 
 
 @pytest.fixture(autouse=True)
@@ -82,9 +80,7 @@ def no_clusters(kind: FakeExecutable) -> None:
 # --- provide_cluster ----------------------------------------------------------------------------------------
 
 
-def test_creates_then_deletes_a_new_cluster(
-    tmp_path: Path, docker: FakeExecutable, kind: FakeExecutable
-) -> None:
+def test_creates_then_deletes_a_new_cluster(tmp_path: Path, docker: FakeExecutable, kind: FakeExecutable) -> None:
     no_clusters(kind)
     settings = make_settings(tmp_path, kind)
 
@@ -98,9 +94,7 @@ def test_creates_then_deletes_a_new_cluster(
     assert docker.argvs() == [["info"]]
 
 
-def test_create_passes_the_node_image_option(
-    tmp_path: Path, docker: FakeExecutable, kind: FakeExecutable
-) -> None:
+def test_create_passes_the_node_image_option(tmp_path: Path, docker: FakeExecutable, kind: FakeExecutable) -> None:
     no_clusters(kind)
     image = "kindest/node:v1.34.0@sha256:" + "7" * 64
     settings = make_settings(tmp_path, kind, kind_image=image, keep_cluster=True)
@@ -153,13 +147,9 @@ def test_failed_delete_after_a_clean_run_is_an_error(
         pass
 
 
-def test_half_created_cluster_is_deleted(
-    tmp_path: Path, docker: FakeExecutable, kind: FakeExecutable
-) -> None:
+def test_half_created_cluster_is_deleted(tmp_path: Path, docker: FakeExecutable, kind: FakeExecutable) -> None:
     no_clusters(kind)
-    kind.on(
-        "create", "cluster", exit_code=1, stderr="Creating cluster ...\nERROR: failed to create cluster: x\n"
-    )
+    kind.on("create", "cluster", exit_code=1, stderr="Creating cluster ...\nERROR: failed to create cluster: x\n")
     settings = make_settings(tmp_path, kind)
 
     with pytest.raises(ClusterError) as raised, provide_cluster(settings):
@@ -278,9 +268,7 @@ def test_existing_kubeconfig_keeps_the_chosen_context(tmp_path: Path, kind: Fake
     assert kind.argvs() == []
 
 
-def test_no_container_engine_stops_before_kind(
-    tmp_path: Path, fake_bin: FakeBin, kind: FakeExecutable
-) -> None:
+def test_no_container_engine_stops_before_kind(tmp_path: Path, fake_bin: FakeBin, kind: FakeExecutable) -> None:
     fake_bin.isolate_path()
 
     with (
@@ -501,9 +489,7 @@ def test_engine_override_to_a_missing_engine(fake_bin: FakeBin, monkeypatch: pyt
     problem = cluster.container_engine_problem()
 
     assert problem is not None
-    assert problem.startswith(
-        "no container engine: KIND_EXPERIMENTAL_PROVIDER=nerdctl but `nerdctl` is not on"
-    )
+    assert problem.startswith("no container engine: KIND_EXPERIMENTAL_PROVIDER=nerdctl but `nerdctl` is not on")
 
 
 def test_engine_autodetects_like_kind(fake_bin: FakeBin) -> None:

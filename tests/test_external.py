@@ -96,8 +96,11 @@ def pki() -> RunPKI:
 # ------------------------------------------------------------------------------------------- Corefile
 
 
-@pytest.mark.parametrize("original", [KUBEADM_COREFILE, KUBEADM_COREFILE.rstrip("\n"), CUSTOMISED_COREFILE, ""],
-                         ids=["kubeadm", "kubeadm-no-final-newline", "customised", "empty"])
+@pytest.mark.parametrize(
+    "original",
+    [KUBEADM_COREFILE, KUBEADM_COREFILE.rstrip("\n"), CUSTOMISED_COREFILE, ""],
+    ids=["kubeadm", "kubeadm-no-final-newline", "customised", "empty"],
+)
 def test_dns_block_round_trip_is_byte_exact(original: str) -> None:
     block = render_dns_block(SAMPLE_ADDRESSES)
     edited = with_dns_block(original, block)
@@ -180,13 +183,18 @@ def test_reload_plugin_detection() -> None:
 
 # ------------------------------------------------------------------------------------------- manifests
 
+
 def manifest_variables(pki: RunPKI) -> dict[str, dict[str, str]]:
     b64 = lambda text: base64.b64encode(text.encode()).decode()  # noqa: E731
     common = {"NAMESPACE": "external", "PROBE_NAMESPACE": "external-probe"}
     workloads = {**common, "HTTPBIN_IP": "10.96.20.20", "REVISION": "0123456789abcdef"}
-    secret = {"SECRET_NAMESPACE": "default", "SECRET_NAME": "sleep-secret",
-              "TLS_CRT": b64(pki.client.certificate_pem()), "TLS_KEY": b64(pki.client.private_key_pem()),
-              "CA_CRT": b64(pki.ca_pem())}
+    secret = {
+        "SECRET_NAMESPACE": "default",
+        "SECRET_NAME": "sleep-secret",
+        "TLS_CRT": b64(pki.client.certificate_pem()),
+        "TLS_KEY": b64(pki.client.private_key_pem()),
+        "CA_CRT": b64(pki.ca_pem()),
+    }
     return {
         external.NAMESPACE_MANIFEST: common,
         external.SERVICES_MANIFEST: common,
@@ -213,8 +221,10 @@ def find(docs: Iterable[Document], kind: str, name: str) -> Document:
 
 
 def test_every_external_manifest_is_covered_here() -> None:
-    on_disk = {str(p.relative_to(p.parents[1])) for p in (Path(external.__file__).parents[1] / "manifests"
-                                                          / "external").glob("*.yaml")}
+    on_disk = {
+        str(p.relative_to(p.parents[1]))
+        for p in (Path(external.__file__).parents[1] / "manifests" / "external").glob("*.yaml")
+    }
     assert on_disk == set(manifest_variables(external.new_pki()))
 
 
@@ -240,15 +250,22 @@ def test_workloads_opt_out_of_injection_and_ambient(rendered: dict[str, list[Doc
 
 
 def test_only_the_pinned_images_are_used(rendered: dict[str, list[Document]]) -> None:
-    images = {c["image"] for d in all_docs(rendered) if d["kind"] == "Deployment"
-              for c in d["spec"]["template"]["spec"]["containers"]}
+    images = {
+        c["image"]
+        for d in all_docs(rendered)
+        if d["kind"] == "Deployment"
+        for c in d["spec"]["template"]["spec"]["containers"]
+    }
     assert images == IMAGES
 
 
 def test_one_service_per_public_name_with_http_and_https(rendered: dict[str, list[Document]]) -> None:
     docs = all_docs(rendered)
-    app_of = {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]["app"]
-              for d in docs if d["kind"] == "Deployment"}
+    app_of = {
+        d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]["app"]
+        for d in docs
+        if d["kind"] == "Deployment"
+    }
     for host in PUBLIC_HOSTS:
         service = find(docs, "Service", host.service)
         assert service["metadata"]["labels"]["egress-conformance/public-host"] == host.name
@@ -321,8 +338,11 @@ def test_mtls_ingress_routes_to_httpbin_by_address(rendered: dict[str, list[Docu
 def test_tls_secret_carries_the_pem_material(pki: RunPKI, rendered: dict[str, list[Document]]) -> None:
     (secret,) = rendered[external.TLS_SECRET_MANIFEST]
     decoded = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
-    assert decoded == {"tls.crt": pki.client.certificate_pem(), "tls.key": pki.client.private_key_pem(),
-                       "ca.crt": pki.ca_pem()}
+    assert decoded == {
+        "tls.crt": pki.client.certificate_pem(),
+        "tls.key": pki.client.private_key_pem(),
+        "ca.crt": pki.ca_pem(),
+    }
     (ca_only,) = rendered[external.CA_SECRET_MANIFEST]
     assert set(ca_only["data"]) == {"ca.crt"}
 
@@ -336,7 +356,6 @@ def test_probe_client_mounts_sleep_secret_where_the_seeds_do(rendered: dict[str,
 
 
 # ------------------------------------------------------------------------------------ stand-in Kube
-
 
 
 class RecordingKube(Kube):
@@ -359,9 +378,12 @@ class RecordingKube(Kube):
         self._served_corefile = corefile or ""
         self._pending_probes = 0
         if corefile is not None:
-            self.objects[COREDNS_CONFIGMAP] = {"apiVersion": "v1", "kind": "ConfigMap",
-                                               "metadata": {"name": "coredns", "namespace": "kube-system"},
-                                               "data": {"Corefile": corefile}}
+            self.objects[COREDNS_CONFIGMAP] = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "coredns", "namespace": "kube-system"},
+                "data": {"Corefile": corefile},
+            }
         self.objects[COREDNS_DEPLOYMENT] = {"metadata": {"name": "coredns"}, "spec": {"template": {}}}
 
     def apply(self, docs: Iterable[Mapping[str, Any]], default_namespace: str | None = None) -> list[ObjectRef]:
@@ -380,8 +402,9 @@ class RecordingKube(Kube):
             refs.append(ref)
         return refs
 
-    def apply_manifest(self, relative: str | Path, variables: Mapping[str, str] | None = None,
-                       default_namespace: str | None = None) -> list[ObjectRef]:
+    def apply_manifest(
+        self, relative: str | Path, variables: Mapping[str, str] | None = None, default_namespace: str | None = None
+    ) -> list[ObjectRef]:
         return self.apply(render(relative, variables), default_namespace)
 
     def delete(self, refs: Iterable[ObjectRef], timeout: float, wait: bool = True) -> None:
@@ -414,8 +437,7 @@ class RecordingKube(Kube):
             return []
         return [PodInfo(namespace, "probe-7d9f", "10.244.0.9", "Running", True, ("curl",))]
 
-    def exec(self, namespace: str, pod: str, command: list[str], container: str | None,
-             timeout: float) -> ExecResult:
+    def exec(self, namespace: str, pod: str, command: list[str], container: str | None, timeout: float) -> ExecResult:
         self.commands.append(command)
         if self.exec_failures > 0:
             self.exec_failures -= 1
@@ -465,8 +487,12 @@ def test_deploy_and_remove_are_symmetric(kube: RecordingKube, pki: RunPKI) -> No
 def test_deploy_waits_for_every_deployment(kube: RecordingKube, pki: RunPKI) -> None:
     ExternalWorld(kube, FAST, namespace="xw").deploy(pki)
     assert sorted(kube.rollouts) == sorted(
-        [("Deployment", "xw", "httpbin"), ("Deployment", "xw", "origins"), ("Deployment", "xw", "mtls-ingress"),
-         ("Deployment", "xw-probe", "probe")]
+        [
+            ("Deployment", "xw", "httpbin"),
+            ("Deployment", "xw", "origins"),
+            ("Deployment", "xw", "mtls-ingress"),
+            ("Deployment", "xw-probe", "probe"),
+        ]
     )
     # Services (whose addresses the configs need) exist before any workload is applied
     kinds = [r.kind for r in kube.applied]
@@ -501,11 +527,9 @@ def test_revision_changes_with_the_pki(kube: RecordingKube, pki: RunPKI) -> None
     world.deploy(pki)
     first = kube.objects[origins]["spec"]["template"]["metadata"]["annotations"]["egress-conformance/revision"]
     world.deploy(pki)
-    assert kube.objects[origins]["spec"]["template"]["metadata"]["annotations"]["egress-conformance/revision"] \
-        == first
+    assert kube.objects[origins]["spec"]["template"]["metadata"]["annotations"]["egress-conformance/revision"] == first
     world.deploy(external.new_pki())
-    assert kube.objects[origins]["spec"]["template"]["metadata"]["annotations"]["egress-conformance/revision"] \
-        != first
+    assert kube.objects[origins]["spec"]["template"]["metadata"]["annotations"]["egress-conformance/revision"] != first
 
 
 def test_configure_dns_is_idempotent(kube: RecordingKube, pki: RunPKI) -> None:
@@ -553,8 +577,11 @@ def test_corefile_without_reload_rolls_coredns(pki: RunPKI) -> None:
     world.configure_dns()
     world.revert_dns()
     assert kube.rollouts == [("Deployment", "kube-system", "coredns")] * 2
-    revisions = [p["spec"]["template"]["metadata"]["annotations"][COREFILE_REVISION_ANNOTATION]
-                 for ref, p in kube.patches if ref == COREDNS_DEPLOYMENT]
+    revisions = [
+        p["spec"]["template"]["metadata"]["annotations"][COREFILE_REVISION_ANNOTATION]
+        for ref, p in kube.patches
+        if ref == COREDNS_DEPLOYMENT
+    ]
     assert len(revisions) == 2 and revisions[0] != revisions[1]
     assert kube.corefile() == static
 
@@ -567,8 +594,11 @@ def test_kubeadm_corefile_needs_no_coredns_roll_only_a_pod_nudge(kube: Recording
     world.revert_dns()
     assert COREDNS_DEPLOYMENT not in [ref for ref, _ in kube.patches]
     assert kube.rollouts == []
-    nudges = [(ref.name, p["metadata"]["annotations"][COREFILE_REVISION_ANNOTATION])
-              for ref, p in kube.patches if ref.kind == "Pod"]
+    nudges = [
+        (ref.name, p["metadata"]["annotations"][COREFILE_REVISION_ANNOTATION])
+        for ref, p in kube.patches
+        if ref.kind == "Pod"
+    ]
     assert [name for name, _ in nudges] == ["coredns-1", "coredns-2"] * 2
     assert nudges[0][1] != nudges[2][1]  # a new value each time, so each edit is an update
 
@@ -638,8 +668,9 @@ def test_secrets_need_a_deployed_world(kube: RecordingKube) -> None:
         ExternalWorld(kube, FAST).create_client_secrets("default")
 
 
-def test_private_keys_stay_out_of_progress_logs(kube: RecordingKube, pki: RunPKI,
-                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_private_keys_stay_out_of_progress_logs(
+    kube: RecordingKube, pki: RunPKI, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     with provide_external_world(kube, FAST, pki) as world:
         world.create_client_secrets("default")

@@ -99,8 +99,11 @@ def test_kind_node_images_in_manifests_are_listed_by_digest() -> None:
         if "kind.x-k8s.io/" not in text:
             continue
         for doc in yaml.safe_load_all(text):
-            if not (isinstance(doc, dict) and doc.get("kind") == "Cluster"
-                    and str(doc.get("apiVersion", "")).startswith("kind.x-k8s.io/")):
+            if not (
+                isinstance(doc, dict)
+                and doc.get("kind") == "Cluster"
+                and str(doc.get("apiVersion", "")).startswith("kind.x-k8s.io/")
+            ):
                 continue
             for node in doc.get("nodes") or []:
                 if "image" in node:
@@ -119,8 +122,10 @@ def test_every_image_used_in_manifests_is_listed() -> None:
 def test_minimal_valid_list_is_accepted() -> None:
     data = image_list_data(
         entry("docker.io/curlimages/curl:8.16.0", digest=DIGEST_A, source="a citation"),
-        entry("docker.io/istio/proxyv2:${ISTIO_VERSION}",
-              pins={"docker.io/istio/proxyv2:1.30.3": {"digest": DIGEST_B, "source": "a citation"}}),
+        entry(
+            "docker.io/istio/proxyv2:${ISTIO_VERSION}",
+            pins={"docker.io/istio/proxyv2:1.30.3": {"digest": DIGEST_B, "source": "a citation"}},
+        ),
     )
     assert validate_image_list(data) == []
     parsed = parse_image_list(data)
@@ -151,10 +156,19 @@ def test_minimal_valid_list_is_accepted() -> None:
         (entry("docker.io/istio/pilot:${ISTIO_VERSON}"), "unknown placeholder"),
         (entry("docker.io/istio/pilot:${ISTIO_VERSION}", digest=DIGEST_A, source="s"), "under `pins`"),
         (entry("docker.io/curlimages/curl:8.16.0", pins={}), "only for templated images"),
-        (entry("docker.io/istio/pilot:${ISTIO_VERSION}",
-               pins={"docker.io/istio/proxyv2:1.30.3": {"digest": DIGEST_A, "source": "s"}}), "not a rendering"),
-        (entry("docker.io/istio/pilot:${ISTIO_VERSION}",
-               pins={"docker.io/istio/pilot:1.30.3": {"digest": DIGEST_A}}), "needs a `source`"),
+        (
+            entry(
+                "docker.io/istio/pilot:${ISTIO_VERSION}",
+                pins={"docker.io/istio/proxyv2:1.30.3": {"digest": DIGEST_A, "source": "s"}},
+            ),
+            "not a rendering",
+        ),
+        (
+            entry(
+                "docker.io/istio/pilot:${ISTIO_VERSION}", pins={"docker.io/istio/pilot:1.30.3": {"digest": DIGEST_A}}
+            ),
+            "needs a `source`",
+        ),
         (entry("Docker.io/Curl:8.16.0"), "not a valid repository path"),
     ],
 )
@@ -199,8 +213,9 @@ def test_parse_reference(text: str, expected: ImageName) -> None:
 
 
 def test_reference_looks_up_any_spelling_and_refuses_unlisted_images() -> None:
-    image_list = parse_image_list(image_list_data(entry("docker.io/library/nginx:1.29.3", digest=DIGEST_A,
-                                                        source="cited")))
+    image_list = parse_image_list(
+        image_list_data(entry("docker.io/library/nginx:1.29.3", digest=DIGEST_A, source="cited"))
+    )
     assert reference("nginx:1.29.3", image_list) == f"docker.io/library/nginx:1.29.3@{DIGEST_A}"
     with pytest.raises(ImageListError, match=r"not in images\.yaml"):
         reference("nginx:1.28.0", image_list)
@@ -218,28 +233,72 @@ def _deployment(*images: str, init: str | None = None) -> dict[str, Any]:
     spec: dict[str, Any] = {"containers": [{"name": f"c{i}", "image": img} for i, img in enumerate(images)]}
     if init:
         spec["initContainers"] = [{"name": "init", "image": init}]
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
-            "spec": {"template": {"spec": spec}}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "d"},
+        "spec": {"template": {"spec": spec}},
+    }
 
 
 def test_images_in_manifests_walks_every_container_list(tmp_path: Path) -> None:
-    _write(tmp_path / "a.yaml", [_deployment("docker.io/curlimages/curl:8.16.0", init="nginx:1.29.3"),
-                                 {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
-                                  "data": {"image": "not/an-image:1"}}])
-    _write(tmp_path / "nested" / "b.yml",
-           [{"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "j"},
-             "spec": {"jobTemplate": {"spec": {"template": {"spec": {
-                 "containers": [{"name": "j", "image": "docker.io/envoyproxy/envoy:v1.36.2"}]}}}}}},
+    _write(
+        tmp_path / "a.yaml",
+        [
+            _deployment("docker.io/curlimages/curl:8.16.0", init="nginx:1.29.3"),
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"image": "not/an-image:1"}},
+        ],
+    )
+    _write(
+        tmp_path / "nested" / "b.yml",
+        [
+            {
+                "apiVersion": "batch/v1",
+                "kind": "CronJob",
+                "metadata": {"name": "j"},
+                "spec": {
+                    "jobTemplate": {
+                        "spec": {
+                            "template": {
+                                "spec": {"containers": [{"name": "j", "image": "docker.io/envoyproxy/envoy:v1.36.2"}]}
+                            }
+                        }
+                    }
+                },
+            },
             # A CRD schema has an `image` property whose value is a schema, not an image.
-            {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-             "metadata": {"name": "x"}, "spec": {"versions": [{"schema": {"openAPIV3Schema": {"properties": {
-                 "containers": {"type": "array", "items": {"properties": {"image": {"type": "string"}}}}}}}}]}}])
+            {
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "kind": "CustomResourceDefinition",
+                "metadata": {"name": "x"},
+                "spec": {
+                    "versions": [
+                        {
+                            "schema": {
+                                "openAPIV3Schema": {
+                                    "properties": {
+                                        "containers": {
+                                            "type": "array",
+                                            "items": {"properties": {"image": {"type": "string"}}},
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    ]
+                },
+            },
+        ],
+    )
     # Placeholders (anywhere, even in flow style) parse; templated images keep their ${NAME} form.
-    _write(tmp_path / "c.yaml", (
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {run: ${RUN_ID}}}\n"
-        "spec:\n  containers:\n  - name: proxy\n    image: docker.io/istio/proxyv2:${ISTIO_VERSION}\n"
-        "    args: [\"--price=$$5\"]\n"
-    ))
+    _write(
+        tmp_path / "c.yaml",
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {run: ${RUN_ID}}}\n"
+            "spec:\n  containers:\n  - name: proxy\n    image: docker.io/istio/proxyv2:${ISTIO_VERSION}\n"
+            '    args: ["--price=$$5"]\n'
+        ),
+    )
     assert images_in_manifests(tmp_path) == {
         "docker.io/curlimages/curl:8.16.0",
         "nginx:1.29.3",
@@ -249,17 +308,24 @@ def test_images_in_manifests_walks_every_container_list(tmp_path: Path) -> None:
 
 
 def test_unlisted_images_are_reported(tmp_path: Path) -> None:
-    image_list = parse_image_list(image_list_data(
-        entry("docker.io/library/nginx:1.29.3", digest=DIGEST_A, source="cited"),
-        entry("docker.io/istio/proxyv2:${ISTIO_VERSION}"),
-    ))
+    image_list = parse_image_list(
+        image_list_data(
+            entry("docker.io/library/nginx:1.29.3", digest=DIGEST_A, source="cited"),
+            entry("docker.io/istio/proxyv2:${ISTIO_VERSION}"),
+        )
+    )
     _write(tmp_path / "ok.yaml", [_deployment("nginx:1.29.3", f"docker.io/library/nginx:1.29.3@{DIGEST_A}")])
-    _write(tmp_path / "templated.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n"
-           "  - {name: a, image: 'docker.io/istio/proxyv2:${ISTIO_VERSION}'}\n"
-           "  - {name: b, image: 'docker.io/istio/ztunnel:${ISTIO_VERSION}'}\n"
-           "  - {name: c, image: '${SOME_IMAGE}'}\n")
-    _write(tmp_path / "bad.yaml", [_deployment("docker.io/curlimages/curl:8.16.0",
-                                               f"docker.io/library/nginx:1.29.3@{DIGEST_B}")])
+    _write(
+        tmp_path / "templated.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n"
+        "  - {name: a, image: 'docker.io/istio/proxyv2:${ISTIO_VERSION}'}\n"
+        "  - {name: b, image: 'docker.io/istio/ztunnel:${ISTIO_VERSION}'}\n"
+        "  - {name: c, image: '${SOME_IMAGE}'}\n",
+    )
+    _write(
+        tmp_path / "bad.yaml",
+        [_deployment("docker.io/curlimages/curl:8.16.0", f"docker.io/library/nginx:1.29.3@{DIGEST_B}")],
+    )
     assert unlisted_images(images_in_manifests(tmp_path), image_list) == {
         "docker.io/curlimages/curl:8.16.0",  # not listed
         f"docker.io/library/nginx:1.29.3@{DIGEST_B}",  # listed with another digest
@@ -315,8 +381,11 @@ def _handler(registry: FakeRegistry) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             registry.requests.append(Recorded(self.command, parts.path, parse_qs(parts.query), dict(self.headers)))
             if parts.path == "/token":
-                self._reply(200, {"Content-Type": "application/json"},
-                            json.dumps({"token": registry.token, "expires_in": 300}).encode())
+                self._reply(
+                    200,
+                    {"Content-Type": "application/json"},
+                    json.dumps({"token": registry.token, "expires_in": 300}).encode(),
+                )
                 return
             match = re.fullmatch(r"/v2/(.+)/manifests/([^/]+)", parts.path)
             if not match:
@@ -324,8 +393,9 @@ def _handler(registry: FakeRegistry) -> type[BaseHTTPRequestHandler]:
                 return
             repo, tag = match.groups()
             if self.headers.get("Authorization") != f"Bearer {registry.token}":
-                challenge = (f'Bearer realm="{registry.url}/token",service="fake.registry",'
-                             f'scope="repository:{repo}:pull"')
+                challenge = (
+                    f'Bearer realm="{registry.url}/token",service="fake.registry",scope="repository:{repo}:pull"'
+                )
                 self._reply(401, {"WWW-Authenticate": challenge})
                 return
             found = registry.manifests.get(f"{repo}:{tag}")
@@ -369,13 +439,26 @@ def test_resolve_follows_the_token_flow_and_records_digests(
         "curlimages/curl:8.16.0": (DIGEST_A, INDEX_MEDIA_TYPES[0]),
         "istio/ztunnel:1.30.3-distroless": (DIGEST_B, INDEX_MEDIA_TYPES[1]),
     }
-    path = _images_file(tmp_path, image_list_data(
-        entry("docker.io/curlimages/curl:8.16.0"),
-        entry("docker.io/istio/ztunnel:${ISTIO_VERSION}-distroless"),
-    ))
+    path = _images_file(
+        tmp_path,
+        image_list_data(
+            entry("docker.io/curlimages/curl:8.16.0"),
+            entry("docker.io/istio/ztunnel:${ISTIO_VERSION}-distroless"),
+        ),
+    )
 
-    code = main(["resolve", "--write", "--images-file", str(path), "--istio-version", "1.30.3",
-                 "--endpoint", f"docker.io={registry.url}"])
+    code = main(
+        [
+            "resolve",
+            "--write",
+            "--images-file",
+            str(path),
+            "--istio-version",
+            "1.30.3",
+            "--endpoint",
+            f"docker.io={registry.url}",
+        ]
+    )
 
     assert code == 0
     first, token, authorized = registry.requests[:3]
@@ -393,8 +476,9 @@ def test_resolve_follows_the_token_flow_and_records_digests(
     written = load(path)
     curl, ztunnel = written.entries
     assert curl.digest == DIGEST_A
-    assert curl.source is not None and re.fullmatch(re.escape(RESOLVED_SOURCE_PREFIX) + r"\d{4}-\d{2}-\d{2}",
-                                                    curl.source)
+    assert curl.source is not None and re.fullmatch(
+        re.escape(RESOLVED_SOURCE_PREFIX) + r"\d{4}-\d{2}-\d{2}", curl.source
+    )
     assert ztunnel.digest is None
     assert ztunnel.pins["docker.io/istio/ztunnel:1.30.3-distroless"].digest == DIGEST_B
     assert written.images()[0].reference == f"docker.io/curlimages/curl:8.16.0@{DIGEST_A}"
@@ -441,8 +525,9 @@ def test_resolve_hashes_the_manifest_when_the_registry_sends_no_digest_header(re
     assert [r.path for r in registry.requests].count("/token") == 1
 
 
-def test_resolve_reports_a_missing_tag(registry: FakeRegistry, tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_resolve_reports_a_missing_tag(
+    registry: FakeRegistry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = _images_file(tmp_path, image_list_data(entry("docker.io/envoyproxy/envoy:v1.36.99")))
     assert main(["resolve", "--images-file", str(path), "--endpoint", f"docker.io={registry.url}"]) == 1
     assert "no such tag" in capsys.readouterr().out
@@ -473,11 +558,14 @@ def _no_terminal_handler(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _load_list(tmp_path: Path) -> Path:
-    return _images_file(tmp_path, image_list_data(
-        entry("kindest/node:v1.35.0", digest=DIGEST_A, source="kind release notes", kind_load=False),
-        entry("docker.io/curlimages/curl:8.16.0", digest=DIGEST_B, source="cited"),
-        entry("docker.io/library/nginx:1.29.3"),
-    ))
+    return _images_file(
+        tmp_path,
+        image_list_data(
+            entry("kindest/node:v1.35.0", digest=DIGEST_A, source="kind release notes", kind_load=False),
+            entry("docker.io/curlimages/curl:8.16.0", digest=DIGEST_B, source="cited"),
+            entry("docker.io/library/nginx:1.29.3"),
+        ),
+    )
 
 
 def test_load_pulls_missing_images_by_digest_and_loads_them_into_kind(
@@ -518,8 +606,9 @@ def test_load_repulls_a_local_image_with_another_digest(fake_bin: FakeBin, tmp_p
     docker.on(*INSPECT, "docker.io/curlimages/curl:8.16.0", stdout=f'["curlimages/curl@{DIGEST_C}"]\n')
     docker.on(*INSPECT, "docker.io/library/nginx:1.29.3", stdout="[]\n")
 
-    assert main(["load", "--cluster-name", "c1", "--images-file", str(_load_list(tmp_path)),
-                 "--group", "workloads"]) == 0
+    assert (
+        main(["load", "--cluster-name", "c1", "--images-file", str(_load_list(tmp_path)), "--group", "workloads"]) == 0
+    )
 
     pulls = [argv for argv in docker.argvs() if argv[0] == "pull"]
     assert pulls == [["pull", f"docker.io/curlimages/curl@{DIGEST_B}"]]
@@ -535,8 +624,9 @@ def test_load_uses_the_given_kind_binary(fake_bin: FakeBin, tmp_path: Path) -> N
     assert custom.argvs() == [["load", "docker-image", "docker.io/library/nginx:1.29.3", "--name", "c1"]]
 
 
-def test_load_fails_clearly_without_docker(fake_bin: FakeBin, tmp_path: Path,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_load_fails_clearly_without_docker(
+    fake_bin: FakeBin, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     fake_bin.isolate_path()
     kind = fake_bin("kind")
     assert main(["load", "--cluster-name", "c1", "--images-file", str(_load_list(tmp_path))]) == 1
@@ -544,8 +634,7 @@ def test_load_fails_clearly_without_docker(fake_bin: FakeBin, tmp_path: Path,
     assert kind.argvs() == []
 
 
-def test_load_fails_clearly_without_kind(fake_bin: FakeBin, tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_load_fails_clearly_without_kind(fake_bin: FakeBin, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     fake_bin.isolate_path()
     docker = fake_bin("docker")
     assert main(["load", "--cluster-name", "c1", "--images-file", str(_load_list(tmp_path))]) == 1
@@ -569,8 +658,10 @@ def test_load_stops_on_a_failed_pull(fake_bin: FakeBin, tmp_path: Path, capsys: 
 
 
 def test_list_prints_one_reference_per_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    data = image_list_data(entry("docker.io/curlimages/curl:8.16.0", digest=DIGEST_A, source="cited"),
-                           entry("docker.io/istio/pilot:${ISTIO_VERSION}-distroless"))
+    data = image_list_data(
+        entry("docker.io/curlimages/curl:8.16.0", digest=DIGEST_A, source="cited"),
+        entry("docker.io/istio/pilot:${ISTIO_VERSION}-distroless"),
+    )
     assert main(["list", "--images-file", str(_images_file(tmp_path, data)), "--istio-version", "1.29.6"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         f"docker.io/curlimages/curl:8.16.0@{DIGEST_A}",

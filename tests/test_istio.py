@@ -52,7 +52,6 @@ def ref_of(doc: Mapping[str, Any]) -> ObjectRef:
     return ObjectRef(doc["apiVersion"], doc["kind"], meta["name"], meta.get("namespace"))
 
 
-
 class RecordingKube:
     """Implements the ``Kube`` methods istio.py calls, over an in-memory set of objects."""
 

@@ -95,27 +95,47 @@ def fast_kube(make_kube: Callable[..., Kube], clock: FakeClock) -> Kube:
     return make_kube(clock=clock.monotonic, sleep=clock.sleep, poll_interval=1.0, discovery_timeout=5.0)
 
 
-def pod(name: str, labels: dict[str, str] | None = None, ready: bool = True, ip: str = "10.244.0.5",
-        containers: tuple[str, ...] = ("app",)) -> dict[str, Any]:
+def pod(
+    name: str,
+    labels: dict[str, str] | None = None,
+    ready: bool = True,
+    ip: str = "10.244.0.5",
+    containers: tuple[str, ...] = ("app",),
+) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "namespace": NS, "labels": labels or {}},
         "spec": {"containers": [{"name": c, "image": "busybox"} for c in containers]},
-        "status": {"phase": "Running", "podIP": ip,
-                   "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
+        "status": {
+            "phase": "Running",
+            "podIP": ip,
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
     }
 
 
-def deployment(name: str = "web", *, replicas: int = 2, generation: int = 2, observed: int = 2, updated: int = 2,
-               total: int = 2, available: int = 2) -> dict[str, Any]:
+def deployment(
+    name: str = "web",
+    *,
+    replicas: int = 2,
+    generation: int = 2,
+    observed: int = 2,
+    updated: int = 2,
+    total: int = 2,
+    available: int = 2,
+) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": name, "namespace": NS, "generation": generation},
         "spec": {"replicas": replicas},
-        "status": {"observedGeneration": observed, "replicas": total, "updatedReplicas": updated,
-                   "availableReplicas": available},
+        "status": {
+            "observedGeneration": observed,
+            "replicas": total,
+            "updatedReplicas": updated,
+            "availableReplicas": available,
+        },
     }
 
 
@@ -124,10 +144,14 @@ def crd(group: str = "example.com", kind: str = "Widget", plural: str = "widgets
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {"name": f"{plural}.{group}"},
-        "spec": {"group": group, "scope": "Namespaced",
-                 "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
-                 "versions": [{"name": "v1", "served": True, "storage": True,
-                               "schema": {"openAPIV3Schema": {"type": "object"}}}]},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
+            "versions": [
+                {"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {"type": "object"}}}
+            ],
+        },
     }
 
 
@@ -163,8 +187,9 @@ def _pem(certificate: x509.Certificate) -> bytes:
 
 def _key_pem(key: rsa.RSAPrivateKey) -> bytes:
     # "BEGIN RSA PRIVATE KEY", the PKCS#1 form kubeadm writes into client-key-data.
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    )
 
 
 @dataclass(frozen=True)
@@ -195,8 +220,9 @@ class KindStylePKI:
             .sign(ca_key, hashes.SHA256())
         )  # fmt: skip
 
-        def leaf(subject: x509.Name, usage: x509.ObjectIdentifier,
-                 names: list[x509.GeneralName]) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+        def leaf(
+            subject: x509.Name, usage: x509.ObjectIdentifier, names: list[x509.GeneralName]
+        ) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
             key = _rsa_key()
             builder = (
                 x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name).public_key(key.public_key())
@@ -221,8 +247,12 @@ class KindStylePKI:
             [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
         )
         client, client_key = leaf(
-            x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "kubeadm:cluster-admins"),
-                       x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes-admin")]),
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "kubeadm:cluster-admins"),
+                    x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes-admin"),
+                ]
+            ),
             ExtendedKeyUsageOID.CLIENT_AUTH,
             [],
         )
@@ -250,10 +280,15 @@ class KindStylePKI:
             "apiVersion": "v1",
             "kind": "Config",
             "preferences": {},
-            "clusters": [{"name": name, "cluster": {"server": server_url,
-                                                    "certificate-authority-data": data(self.ca)}}],
-            "users": [{"name": name, "user": {"client-certificate-data": data(self.client),
-                                              "client-key-data": data(self.client_key)}}],
+            "clusters": [
+                {"name": name, "cluster": {"server": server_url, "certificate-authority-data": data(self.ca)}}
+            ],
+            "users": [
+                {
+                    "name": name,
+                    "user": {"client-certificate-data": data(self.client), "client-key-data": data(self.client_key)},
+                }
+            ],
             "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
             "current-context": name,
         }
@@ -335,9 +370,7 @@ def _configuration(host: str, proxy: str | None, no_proxy: str | None = None) ->
 
 
 @pytest.mark.parametrize("host", ["https://127.0.0.1:6443", "https://[::1]:6443", "https://localhost:6443"])
-def test_loopback_hosts_join_no_proxy_keeping_the_existing_entries(
-    host: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_loopback_hosts_join_no_proxy_keeping_the_existing_entries(host: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("https_proxy", "http://proxy.corp:3128")
     configuration = _configuration(host, "http://proxy.corp:3128", "corp.example")
     bypass_environment_proxy_for_loopback(configuration)
@@ -365,18 +398,25 @@ CHECK = "\N{CHECK MARK}".encode()  # 3 bytes in UTF-8
 
 def test_exec_keeps_stdout_and_stderr_apart_across_frames(fake_apiserver: FakeApiServer, kube: Kube) -> None:
     fake_apiserver.add_object(pod("client"))
-    fake_apiserver.exec_script(NS, "client", ExecScript(frames=(
-        (1, b"line 1\n"),
-        (2, b"warning 1\n"),
-        (1, "h\N{LATIN SMALL LETTER E WITH ACUTE}llo ".encode() + CHECK[:1]),  # a character split over frames
-        (1, CHECK[1:] + b"\n"),
-        (2, "\N{SNOWMAN} warning 2\n".encode()),
-    )))
+    fake_apiserver.exec_script(
+        NS,
+        "client",
+        ExecScript(
+            frames=(
+                (1, b"line 1\n"),
+                (2, b"warning 1\n"),
+                (1, "h\N{LATIN SMALL LETTER E WITH ACUTE}llo ".encode() + CHECK[:1]),  # a character split over frames
+                (1, CHECK[1:] + b"\n"),
+                (2, "\N{SNOWMAN} warning 2\n".encode()),
+            )
+        ),
+    )
 
     result = kube.exec(NS, "client", ["sh", "-c", "echo hi"], "app", timeout=10)
 
-    assert result == ExecResult(stdout="line 1\nh\u00e9llo \u2713\n", stderr="warning 1\n\u2603 warning 2\n",
-                                exit_code=0)
+    assert result == ExecResult(
+        stdout="line 1\nh\u00e9llo \u2713\n", stderr="warning 1\n\u2603 warning 2\n", exit_code=0
+    )
 
 
 def test_exec_request_and_negotiated_subprotocol(fake_apiserver: FakeApiServer, kube: Kube) -> None:
@@ -457,8 +497,11 @@ def test_exec_returns_once_the_status_arrived_even_if_the_connection_stays_open(
 ) -> None:
     fake_apiserver.add_object(pod("client"))
     kube.exec(NS, "client", ["true"], None, timeout=10)  # first call pays the client's one-off setup
-    fake_apiserver.exec_script(NS, "client", ExecScript(frames=((1, b"done"),), outcome=ExecOutcome.NON_ZERO_EXIT,
-                                                        exit_code=2, close_after_status=False))
+    fake_apiserver.exec_script(
+        NS,
+        "client",
+        ExecScript(frames=((1, b"done"),), outcome=ExecOutcome.NON_ZERO_EXIT, exit_code=2, close_after_status=False),
+    )
     started = time.monotonic()
 
     assert kube.exec(NS, "client", ["false"], None, timeout=10) == ExecResult("done", "", 2)
@@ -509,8 +552,12 @@ SERVICE_ENTRY = {
     "apiVersion": "networking.istio.io/v1",
     "kind": "ServiceEntry",
     "metadata": {"name": "external-httpbin", "namespace": "egress-a"},
-    "spec": {"hosts": ["httpbin.example"], "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}],
-             "resolution": "DNS", "location": "MESH_EXTERNAL"},
+    "spec": {
+        "hosts": ["httpbin.example"],
+        "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}],
+        "resolution": "DNS",
+        "location": "MESH_EXTERNAL",
+    },
 }
 AUTHORIZATION_POLICY = {
     "apiVersion": "security.istio.io/v1",
@@ -522,9 +569,14 @@ DEPLOYMENT = {
     "apiVersion": "apps/v1",
     "kind": "Deployment",
     "metadata": {"name": "client", "labels": {"app": "client"}},
-    "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "client"}},
-             "template": {"metadata": {"labels": {"app": "client"}},
-                          "spec": {"containers": [{"name": "app", "image": "curlimages/curl"}]}}},
+    "spec": {
+        "replicas": 1,
+        "selector": {"matchLabels": {"app": "client"}},
+        "template": {
+            "metadata": {"labels": {"app": "client"}},
+            "spec": {"containers": [{"name": "app", "image": "curlimages/curl"}]},
+        },
+    },
 }
 
 
@@ -561,8 +613,10 @@ def test_apply_uses_the_given_field_manager(fake_apiserver: FakeApiServer, make_
 
 
 def test_apply_cluster_scoped_object_has_no_namespace(fake_apiserver: FakeApiServer, kube: Kube) -> None:
-    refs = kube.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "egress-x", "namespace": "y"},
-                        "spec": {}}], default_namespace="ignored")
+    refs = kube.apply(
+        [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "egress-x", "namespace": "y"}, "spec": {}}],
+        default_namespace="ignored",
+    )
 
     assert refs == [ObjectRef("v1", "Namespace", "egress-x", None)]
     (patch,) = fake_apiserver.find("PATCH")
@@ -577,11 +631,11 @@ def test_apply_namespaced_object_without_any_namespace_raises(fake_apiserver: Fa
 
 
 @pytest.mark.parametrize("status", [400, 422])
-def test_apply_strict_rejection_shows_the_api_message(
-    fake_apiserver: FakeApiServer, kube: Kube, status: int
-) -> None:
-    message = ('ServiceEntry in version "v1" cannot be handled as a ServiceEntry: strict decoding error: '
-               'unknown field "spec.hostz"')
+def test_apply_strict_rejection_shows_the_api_message(fake_apiserver: FakeApiServer, kube: Kube, status: int) -> None:
+    message = (
+        'ServiceEntry in version "v1" cannot be handled as a ServiceEntry: strict decoding error: '
+        'unknown field "spec.hostz"'
+    )
     path = "/apis/networking.istio.io/v1/namespaces/egress-a/serviceentries/external-httpbin"
     fake_apiserver.respond("PATCH", path, Reply(status, status_body(status, message, "BadRequest")))
 
@@ -629,13 +683,19 @@ def test_apply_unknown_kind_raises_after_the_discovery_deadline(
     assert len(fake_apiserver.find("GET", "/apis")) > 2  # discovery read again while waiting
 
 
-def test_apply_manifest_renders_then_applies(
-    fake_apiserver: FakeApiServer, kube: Kube, tmp_path: Path
-) -> None:
+def test_apply_manifest_renders_then_applies(fake_apiserver: FakeApiServer, kube: Kube, tmp_path: Path) -> None:
     manifest = tmp_path / "config.yaml"
-    manifest.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap",
-                                        "metadata": {"name": "settings", "namespace": "${NS}"},
-                                        "data": {"host": "${HOST}"}}), encoding="utf-8")
+    manifest.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "settings", "namespace": "${NS}"},
+                "data": {"host": "${HOST}"},
+            }
+        ),
+        encoding="utf-8",
+    )
 
     refs = kube.apply_manifest(manifest, {"NS": "egress-c", "HOST": "api.example"})
 
@@ -662,8 +722,14 @@ def test_get_other_errors_raise(fake_apiserver: FakeApiServer, kube: Kube) -> No
 
 
 def test_merge_patch(fake_apiserver: FakeApiServer, kube: Kube) -> None:
-    fake_apiserver.add_object({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": NS},
-                               "data": {"a": "1", "b": "2"}})
+    fake_apiserver.add_object(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "c", "namespace": NS},
+            "data": {"a": "1", "b": "2"},
+        }
+    )
 
     updated = kube.merge_patch(ObjectRef("v1", "ConfigMap", "c", NS), {"data": {"b": None, "c": "3"}})
 
@@ -674,9 +740,7 @@ def test_merge_patch(fake_apiserver: FakeApiServer, kube: Kube) -> None:
     assert patch.body == {"data": {"b": None, "c": "3"}}
 
 
-def test_delete_reverse_order_background_and_waits_until_gone(
-    fake_apiserver: FakeApiServer, fast_kube: Kube
-) -> None:
+def test_delete_reverse_order_background_and_waits_until_gone(fake_apiserver: FakeApiServer, fast_kube: Kube) -> None:
     refs = fast_kube.apply([SERVICE_ENTRY, DEPLOYMENT], default_namespace="egress-b")
     deployment_path = "/apis/apps/v1/namespaces/egress-b/deployments/client"
     lingering = fake_apiserver.object("apps/v1", "Deployment", "client", "egress-b")
@@ -696,8 +760,9 @@ def test_delete_reverse_order_background_and_waits_until_gone(
 
 
 def test_delete_of_missing_objects_is_fine(fake_apiserver: FakeApiServer, fast_kube: Kube) -> None:
-    fast_kube.delete([ObjectRef("v1", "ConfigMap", "gone", NS), ObjectRef("example.com/v1", "Widget", "w", NS)],
-                     timeout=10)
+    fast_kube.delete(
+        [ObjectRef("v1", "ConfigMap", "gone", NS), ObjectRef("example.com/v1", "Widget", "w", NS)], timeout=10
+    )
     assert len(fake_apiserver.find("DELETE")) == 1  # the Widget kind is not served: nothing to delete
     assert fake_apiserver.find("GET", f"/api/v1/namespaces/{NS}/configmaps/gone") == []
 
@@ -773,22 +838,72 @@ def test_wait_rollout_rejects_other_kinds(fast_kube: Kube) -> None:
         ("Deployment", deployment(updated=1), False),
         ("Deployment", deployment(total=3), False),  # an old replica still terminating
         ("Deployment", deployment(available=1), False),
-        ("DaemonSet", {"metadata": {"name": "d", "generation": 1}, "spec": {},
-                       "status": {"observedGeneration": 1, "desiredNumberScheduled": 3,
-                                  "updatedNumberScheduled": 3, "numberAvailable": 3}}, True),
-        ("DaemonSet", {"metadata": {"name": "d", "generation": 1}, "spec": {},
-                       "status": {"observedGeneration": 1, "desiredNumberScheduled": 3,
-                                  "updatedNumberScheduled": 3, "numberAvailable": 2}}, False),
-        ("DaemonSet", {"metadata": {"name": "d", "generation": 2}, "spec": {},
-                       "status": {"observedGeneration": 1}}, False),
-        ("StatefulSet", {"metadata": {"name": "s", "generation": 1}, "spec": {"replicas": 2},
-                         "status": {"observedGeneration": 1, "readyReplicas": 2, "updateRevision": "r1",
-                                    "currentRevision": "r1"}}, True),
-        ("StatefulSet", {"metadata": {"name": "s", "generation": 1}, "spec": {"replicas": 2},
-                         "status": {"observedGeneration": 1, "readyReplicas": 2, "updateRevision": "r2",
-                                    "currentRevision": "r1"}}, False),
-        ("StatefulSet", {"metadata": {"name": "s", "generation": 1}, "spec": {"replicas": 2},
-                         "status": {"readyReplicas": 2}}, False),  # observedGeneration 0
+        (
+            "DaemonSet",
+            {
+                "metadata": {"name": "d", "generation": 1},
+                "spec": {},
+                "status": {
+                    "observedGeneration": 1,
+                    "desiredNumberScheduled": 3,
+                    "updatedNumberScheduled": 3,
+                    "numberAvailable": 3,
+                },
+            },
+            True,
+        ),
+        (
+            "DaemonSet",
+            {
+                "metadata": {"name": "d", "generation": 1},
+                "spec": {},
+                "status": {
+                    "observedGeneration": 1,
+                    "desiredNumberScheduled": 3,
+                    "updatedNumberScheduled": 3,
+                    "numberAvailable": 2,
+                },
+            },
+            False,
+        ),
+        (
+            "DaemonSet",
+            {"metadata": {"name": "d", "generation": 2}, "spec": {}, "status": {"observedGeneration": 1}},
+            False,
+        ),
+        (
+            "StatefulSet",
+            {
+                "metadata": {"name": "s", "generation": 1},
+                "spec": {"replicas": 2},
+                "status": {
+                    "observedGeneration": 1,
+                    "readyReplicas": 2,
+                    "updateRevision": "r1",
+                    "currentRevision": "r1",
+                },
+            },
+            True,
+        ),
+        (
+            "StatefulSet",
+            {
+                "metadata": {"name": "s", "generation": 1},
+                "spec": {"replicas": 2},
+                "status": {
+                    "observedGeneration": 1,
+                    "readyReplicas": 2,
+                    "updateRevision": "r2",
+                    "currentRevision": "r1",
+                },
+            },
+            False,
+        ),
+        (
+            "StatefulSet",
+            {"metadata": {"name": "s", "generation": 1}, "spec": {"replicas": 2}, "status": {"readyReplicas": 2}},
+            False,
+        ),  # observedGeneration 0
     ],
 )
 def test_rollout_progress_follows_kubectl(kind: str, obj: dict[str, Any], done: bool) -> None:
@@ -826,18 +941,29 @@ def gateway(programmed: str, observed_generation: int = 1, generation: int = 1) 
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "Gateway",
         "metadata": {"name": "egress", "namespace": NS, "generation": generation},
-        "spec": {"gatewayClassName": "istio-waypoint", "listeners": [{"name": "mesh", "port": 15008,
-                                                                       "protocol": "HBONE"}]},
-        "status": {"conditions": [{"type": "Programmed", "status": programmed, "reason": "Programmed",
-                                   "observedGeneration": observed_generation}]},
+        "spec": {
+            "gatewayClassName": "istio-waypoint",
+            "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}],
+        },
+        "status": {
+            "conditions": [
+                {
+                    "type": "Programmed",
+                    "status": programmed,
+                    "reason": "Programmed",
+                    "observedGeneration": observed_generation,
+                }
+            ]
+        },
     }
 
 
 def test_wait_gateway_programmed(fake_apiserver: FakeApiServer, fast_kube: Kube) -> None:
     fake_apiserver.add_object(gateway("True"))
     path = f"/apis/gateway.networking.k8s.io/v1/namespaces/{NS}/gateways/egress"
-    fake_apiserver.respond("GET", path, Reply(404, status_body(404, "not yet", "NotFound")),
-                           Reply(200, gateway("False")))
+    fake_apiserver.respond(
+        "GET", path, Reply(404, status_body(404, "not yet", "NotFound")), Reply(200, gateway("False"))
+    )
 
     fast_kube.wait_gateway_programmed(NS, "egress", timeout=60)
 
@@ -875,16 +1001,19 @@ def test_logs_of_every_pod_since_a_moment(fake_apiserver: FakeApiServer, make_ku
     for name in ("egress-1", "egress-2"):
         fake_apiserver.add_object(pod(name, {"istio": "egressgateway"}, containers=("istio-proxy",)))
     fake_apiserver.add_object(pod("other", {"istio": "ingressgateway"}))
-    fake_apiserver.set_pod_log(NS, "egress-1", '[2026-05-01T11:59:30Z] "GET / HTTP/1.1" 200 caf\u00e9\n',
-                               container="istio-proxy")
+    fake_apiserver.set_pod_log(
+        NS, "egress-1", '[2026-05-01T11:59:30Z] "GET / HTTP/1.1" 200 caf\u00e9\n', container="istio-proxy"
+    )
     fake_apiserver.set_pod_log(NS, "egress-2", "", container="istio-proxy")
 
     texts = kube.logs(NS, "istio=egressgateway", "istio-proxy", since=now - timedelta(seconds=42.3))
 
     assert texts == {"egress-1": '[2026-05-01T11:59:30Z] "GET / HTTP/1.1" 200 caf\u00e9\n', "egress-2": ""}
     log_requests = [r for r in fake_apiserver.requests if r.path.endswith("/log")]
-    assert sorted(r.path for r in log_requests) == [f"/api/v1/namespaces/{NS}/pods/egress-1/log",
-                                                    f"/api/v1/namespaces/{NS}/pods/egress-2/log"]
+    assert sorted(r.path for r in log_requests) == [
+        f"/api/v1/namespaces/{NS}/pods/egress-1/log",
+        f"/api/v1/namespaces/{NS}/pods/egress-2/log",
+    ]
     for request in log_requests:
         assert request.query["sinceSeconds"] == ["44"]  # ceil(42.3) + 1
         assert request.query["container"] == ["istio-proxy"]
@@ -892,9 +1021,12 @@ def test_logs_of_every_pod_since_a_moment(fake_apiserver: FakeApiServer, make_ku
 
 def test_logs_error_names_the_pod(fake_apiserver: FakeApiServer, kube: Kube) -> None:
     fake_apiserver.add_object(pod("p1", {"app": "x"}))
-    fake_apiserver.respond("GET", f"/api/v1/namespaces/{NS}/pods/p1/log",
-                           Reply(400, status_body(400, 'container "app" in pod "p1" is waiting to start')))
-    with pytest.raises(KubeError, match=r'logs of pod egress-test/p1.*is waiting to start'):
+    fake_apiserver.respond(
+        "GET",
+        f"/api/v1/namespaces/{NS}/pods/p1/log",
+        Reply(400, status_body(400, 'container "app" in pod "p1" is waiting to start')),
+    )
+    with pytest.raises(KubeError, match=r"logs of pod egress-test/p1.*is waiting to start"):
         kube.logs(NS, "app=x", None, since=datetime.now(UTC))
 
 

@@ -64,25 +64,45 @@ def test_schema_bundles_cover_the_kinds_scenarios_use() -> None:
     "doc, fragment",
     [
         (  # unknown field deep inside an Istio spec
-            {"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": {"name": "a"},
-             "spec": {"hosts": ["aliyun.com"], "resolutin": "DNS"}},
+            {
+                "apiVersion": "networking.istio.io/v1",
+                "kind": "ServiceEntry",
+                "metadata": {"name": "a"},
+                "spec": {"hosts": ["aliyun.com"], "resolutin": "DNS"},
+            },
             "resolutin",
         ),
         (  # enum value typo
-            {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": {"name": "a"},
-             "spec": {"host": "test.com", "trafficPolicy": {"tls": {"mode": "MUTAL"}}}},
+            {
+                "apiVersion": "networking.istio.io/v1",
+                "kind": "DestinationRule",
+                "metadata": {"name": "a"},
+                "spec": {"host": "test.com", "trafficPolicy": {"tls": {"mode": "MUTAL"}}},
+            },
             "MUTAL",
         ),
         (  # the seed's access-log style typo in metadata
-            {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
-             "metadata": {"name": "a", "lables": {}}, "spec": {}},
+            {
+                "apiVersion": "security.istio.io/v1",
+                "kind": "AuthorizationPolicy",
+                "metadata": {"name": "a", "lables": {}},
+                "spec": {},
+            },
             "lables",
         ),
         (  # built-in kind, unknown container field
-            {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"},
-             "spec": {"selector": {"matchLabels": {"app": "a"}},
-                      "template": {"metadata": {"labels": {"app": "a"}},
-                                   "spec": {"containers": [{"name": "c", "image": "x:1", "imagePullPolcy": "x"}]}}}},
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "a"},
+                "spec": {
+                    "selector": {"matchLabels": {"app": "a"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "a"}},
+                        "spec": {"containers": [{"name": "c", "image": "x:1", "imagePullPolcy": "x"}]},
+                    },
+                },
+            },
             "imagePullPolcy",
         ),
         (  # unknown group/version
@@ -98,9 +118,16 @@ def test_validator_rejects(doc: dict, fragment: str, validator: Validator) -> No
 
 def test_validator_accepts_preserved_unknown_fields(validator: Validator) -> None:
     # EnvoyFilter patch values are free-form (x-kubernetes-preserve-unknown-fields).
-    doc = {"apiVersion": "networking.istio.io/v1alpha3", "kind": "EnvoyFilter", "metadata": {"name": "a"},
-           "spec": {"configPatches": [{"applyTo": "HTTP_FILTER", "patch": {"operation": "MERGE",
-                                                                         "value": {"anything": {"goes": 1}}}}]}}
+    doc = {
+        "apiVersion": "networking.istio.io/v1alpha3",
+        "kind": "EnvoyFilter",
+        "metadata": {"name": "a"},
+        "spec": {
+            "configPatches": [
+                {"applyTo": "HTTP_FILTER", "patch": {"operation": "MERGE", "value": {"anything": {"goes": 1}}}}
+            ]
+        },
+    }
     assert validator.validate(doc) == []
 
 

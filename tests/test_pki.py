@@ -93,8 +93,11 @@ def test_ca_profile(pki: RunPKI) -> None:
 
 @pytest.mark.parametrize(
     "which, eku",
-    [("origins", ExtendedKeyUsageOID.SERVER_AUTH), ("mtls-ingress", ExtendedKeyUsageOID.SERVER_AUTH),
-     ("client", ExtendedKeyUsageOID.CLIENT_AUTH)],
+    [
+        ("origins", ExtendedKeyUsageOID.SERVER_AUTH),
+        ("mtls-ingress", ExtendedKeyUsageOID.SERVER_AUTH),
+        ("client", ExtendedKeyUsageOID.CLIENT_AUTH),
+    ],
 )
 def test_leaf_profile(pki: RunPKI, which: str, eku: x509.ObjectIdentifier) -> None:
     credential = pki.client if which == "client" else pki.server(which)
@@ -149,8 +152,11 @@ def test_unknown_lookups_raise(pki: RunPKI) -> None:
 
 def test_private_keys_never_show_in_repr_or_str(pki: RunPKI) -> None:
     texts = [repr(pki), str(pki), repr(pki.client), str(pki.ca), f"{pki.server('origins')}", repr(pki.servers)]
-    keys = [pki.ca.private_key_pem(), pki.client.private_key_pem(),
-            *(c.private_key_pem() for c in pki.servers.values())]
+    keys = [
+        pki.ca.private_key_pem(),
+        pki.client.private_key_pem(),
+        *(c.private_key_pem() for c in pki.servers.values()),
+    ]
     for text in texts:
         assert "PRIVATE KEY" not in text
         for key in keys:
@@ -177,8 +183,15 @@ def test_pem_round_trip(pki: RunPKI) -> None:
 
 def test_write_creates_files_with_private_key_mode(pki: RunPKI, tmp_path: Path) -> None:
     written = pki.write(tmp_path / "pki")
-    assert set(written) == {"ca.crt", "origins.crt", "origins.key", "mtls-ingress.crt", "mtls-ingress.key",
-                            "client.crt", "client.key"}
+    assert set(written) == {
+        "ca.crt",
+        "origins.crt",
+        "origins.key",
+        "mtls-ingress.crt",
+        "mtls-ingress.key",
+        "client.crt",
+        "client.key",
+    }
     for name, path in written.items():
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode == (0o600 if name.endswith(".key") else 0o644), name

@@ -139,8 +139,16 @@ def test_mesh_is_parametrised_by_selected_and_supported_modes(pytester: pytest.P
 def test_mode_a_test_does_not_support_is_skipped_with_reason(pytester: pytest.Pytester, tmp_path: Path) -> None:
     pytester.makepyfile(test_modes=MESH_SCENARIOS)
     result = run(
-        pytester, "-m", "egress", "--mesh-mode", "ambient", "--kubeconfig", str(kubeconfig_file(tmp_path)),
-        "-rs", "-p", "no:junitxml",
+        pytester,
+        "-m",
+        "egress",
+        "--mesh-mode",
+        "ambient",
+        "--kubeconfig",
+        str(kubeconfig_file(tmp_path)),
+        "-rs",
+        "-p",
+        "no:junitxml",
     )
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["*runs on the sidecar data plane; this run selected --mesh-mode ambient*"])
@@ -148,8 +156,15 @@ def test_mode_a_test_does_not_support_is_skipped_with_reason(pytester: pytest.Py
 
 @pytest.mark.parametrize(
     "expr, expected",
-    [("egress", True), ("egress and sidecar", True), ("ambient", True), ("not egress", False), ("", False),
-     ("slow", False), ("not slow and external_world", True)],
+    [
+        ("egress", True),
+        ("egress and sidecar", True),
+        ("ambient", True),
+        ("not egress", False),
+        ("", False),
+        ("slow", False),
+        ("not slow and external_world", True),
+    ],
 )
 def test_e2e_requested(expr: str, expected: bool) -> None:
     assert e2e_requested(expr) is expected
@@ -202,11 +217,14 @@ def test_conformance_report_lists_every_check(pytester: pytest.Pytester, tmp_pat
     assert sidecar["summary"] == {"result": "failure", "statistics": {"passed": 1, "failed": 1, "skipped": 0}}
     assert sidecar["failedChecks"] == ["EGW-02"]
     assert [(c["id"], c["mode"], c["result"]) for c in sidecar["checks"]] == [
-        ("EGW-01", "sidecar", "passed"), ("EGW-02", "sidecar", "failed")]
+        ("EGW-01", "sidecar", "passed"),
+        ("EGW-02", "sidecar", "failed"),
+    ]
     ambient = profiles["EGRESS-AMBIENT"]
     assert ambient["summary"]["result"] == "partial"
     assert ambient["skippedChecks"] == [
-        {"id": "AMB-X4", "mode": "ambient", "reason": "ztunnel does not implement outboundTrafficPolicy"}]
+        {"id": "AMB-X4", "mode": "ambient", "reason": "ztunnel does not implement outboundTrafficPolicy"}
+    ]
     assert (report_dir / "junit.xml").is_file()
     assert (report_dir / "allure-results" / "environment.properties").is_file()
 
@@ -259,8 +277,9 @@ def test_sidecar_mode_runs_before_ambient_whatever_the_module_order(pytester: py
         test_b_sidecar="import pytest\n@pytest.mark.egress\n@pytest.mark.sidecar\ndef test_side(mesh): pass\n",
         test_c_both="import pytest\n@pytest.mark.egress\ndef test_both(mesh): pass\n",
     )
-    result = run(pytester, "-m", "egress", "--kubeconfig", str(kubeconfig_file(tmp_path)), "-v", "-s",
-                 "-p", "no:junitxml")
+    result = run(
+        pytester, "-m", "egress", "--kubeconfig", str(kubeconfig_file(tmp_path)), "-v", "-s", "-p", "no:junitxml"
+    )
     result.assert_outcomes(passed=4)
     lifecycle = re.findall(r"(?:un)?install (?:sidecar|ambient)", result.stdout.str())
     assert lifecycle == ["install sidecar", "uninstall sidecar", "install ambient", "uninstall ambient"]

@@ -133,15 +133,11 @@ TEAPOT_418 = (
     "x-envoy-upstream-service-time: 3\r\n"
     "server: envoy\r\n"
     "\r\n"
-    "\n    -=[ teapot ]=-\n\n       _...._\n     .'  _ _ `.\n    | .\"` ^ `\". _,\n    \\_;`\"---\"`|//\n"
-    "      |       ;/\n      \\_     _/\n        `\"\"\"`\n"
+    '\n    -=[ teapot ]=-\n\n       _...._\n     .\'  _ _ `.\n    | ."` ^ `". _,\n    \\_;`"---"`|//\n'
+    '      |       ;/\n      \\_     _/\n        `"""`\n'
 )
 BLACKHOLE_502 = (
-    "HTTP/1.1 502 Bad Gateway\r\n"
-    "date: Fri, 20 Nov 2026 10:10:41 GMT\r\n"
-    "server: envoy\r\n"
-    "content-length: 0\r\n"
-    "\r\n"
+    "HTTP/1.1 502 Bad Gateway\r\ndate: Fri, 20 Nov 2026 10:10:41 GMT\r\nserver: envoy\r\ncontent-length: 0\r\n\r\n"
 )
 
 

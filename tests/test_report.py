@@ -14,10 +14,14 @@ def record(check_id: str, result: CheckResult, profile: str = "EGRESS-SIDECAR") 
 
 def test_verdicts() -> None:
     assert ProfileSummary("P", [record("A", CheckResult.PASSED)]).result is ProfileResult.SUCCESS
-    assert ProfileSummary("P", [record("A", CheckResult.PASSED), record("B", CheckResult.SKIPPED)]).result \
+    assert (
+        ProfileSummary("P", [record("A", CheckResult.PASSED), record("B", CheckResult.SKIPPED)]).result
         is ProfileResult.PARTIAL
-    assert ProfileSummary("P", [record("A", CheckResult.FAILED), record("B", CheckResult.SKIPPED)]).result \
+    )
+    assert (
+        ProfileSummary("P", [record("A", CheckResult.FAILED), record("B", CheckResult.SKIPPED)]).result
         is ProfileResult.FAILURE
+    )
     assert ProfileSummary("P", []).result is ProfileResult.PARTIAL
 
 

@@ -78,8 +78,9 @@ def tls_server(context: ssl.SSLContext) -> Iterator[tuple[int, ServerOutcome]]:
         listener.close()
 
 
-def server_context(files: dict[str, Path], label: str, require_client: bool,
-                   version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_3) -> ssl.SSLContext:
+def server_context(
+    files: dict[str, Path], label: str, require_client: bool, version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_3
+) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.maximum_version = version
     context.load_cert_chain(files[f"{label}.crt"], files[f"{label}.key"])
@@ -89,16 +90,23 @@ def server_context(files: dict[str, Path], label: str, require_client: bool,
     return context
 
 
-def exchange(port: int, server_name: str, ca_file: Path, client: tuple[Path, Path] | None = None,
-             version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_3) -> bytes:
+def exchange(
+    port: int,
+    server_name: str,
+    ca_file: Path,
+    client: tuple[Path, Path] | None = None,
+    version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_3,
+) -> bytes:
     """Connect with full verification (hostname + strict chain checks) and swap one line."""
     context = ssl.create_default_context(cafile=str(ca_file))
     context.verify_flags |= ssl.VERIFY_X509_STRICT
     context.maximum_version = version
     if client is not None:
         context.load_cert_chain(*client)
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
-            context.wrap_socket(raw, server_hostname=server_name) as tls:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=server_name) as tls,
+    ):
         tls.sendall(b"ping\n")
         answer = tls.recv(64)
         if not answer:
@@ -116,14 +124,18 @@ def test_server_certificate_serves_each_public_name(run_pki: PkiFiles, host: str
 
 @pytest.mark.parametrize("wrong_name", ["example.com", "test.com.evil.org"])
 def test_wrong_server_name_fails_verification(run_pki: PkiFiles, wrong_name: str) -> None:
-    with tls_server(server_context(run_pki.files, "origins", require_client=False)) as (port, _), \
-            pytest.raises(ssl.SSLCertVerificationError, match=r"Hostname mismatch|doesn't match"):
+    with (
+        tls_server(server_context(run_pki.files, "origins", require_client=False)) as (port, _),
+        pytest.raises(ssl.SSLCertVerificationError, match=r"Hostname mismatch|doesn't match"),
+    ):
         exchange(port, wrong_name, run_pki.files["ca.crt"])
 
 
 def test_server_from_another_ca_fails_verification(run_pki: PkiFiles, foreign_pki: PkiFiles) -> None:
-    with tls_server(server_context(foreign_pki.files, "origins", require_client=False)) as (port, _), \
-            pytest.raises(ssl.SSLCertVerificationError, match="certificate verify failed"):
+    with (
+        tls_server(server_context(foreign_pki.files, "origins", require_client=False)) as (port, _),
+        pytest.raises(ssl.SSLCertVerificationError, match="certificate verify failed"),
+    ):
         exchange(port, "aliyun.com", run_pki.files["ca.crt"])
 
 

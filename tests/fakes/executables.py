@@ -179,8 +179,7 @@ class FakeExecutable:
             "record_stdin": self.record_stdin,
             "default": asdict(self.default),
             "rules": [
-                {"prefix": rule.prefix, "reply": asdict(rule.reply), "times": rule.times}
-                for rule in self._rules
+                {"prefix": rule.prefix, "reply": asdict(rule.reply), "times": rule.times} for rule in self._rules
             ],
         }
         self._config_path.write_text(json.dumps(config), encoding="utf-8")
