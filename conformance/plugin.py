@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,8 @@ import pytest
 from conformance import progress
 from conformance.cluster import ClusterHandle, container_engine_problem, provide_cluster
 from conformance.external import ExternalWorld, new_pki, provide_external_world
+from conformance import fixtures as scenario_fixtures
+from conformance.fixtures import CHECK_RUN_KEY, PLAN_KEY
 from conformance.istio import IstioError, IstioInstaller, detect_installed, istiod_present
 from conformance.kube import Kube
 from conformance.pki import RunPKI
@@ -28,7 +30,9 @@ from conformance.report import (
     UNPROFILED,
     CheckRecord,
     CheckResult,
+    RunStatus,
     build_report,
+    catalogue_gaps,
     write_allure_environment,
     write_report,
 )
@@ -87,10 +91,23 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings
     requested = e2e_requested(config.getoption("markexpr", "") or "")
     config.stash[E2E_REQUESTED_KEY] = requested
-    if requested:
+    if not config.pluginmanager.is_registered(scenario_fixtures):
+        config.pluginmanager.register(scenario_fixtures, "egress-conformance-fixtures")
+    if requested and not config.option.collectonly:
         _attach_live_progress(config)
         _default_report_outputs(config, settings)
         config.pluginmanager.register(ReportCollector(settings), "egress-conformance-report")
+        if settings.plan:
+            from conformance.planning import Plan
+
+            config.stash[PLAN_KEY] = Plan(settings.istio_version)
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """``-k EGW-04`` selects the check: its ID is a keyword of the test."""
+    marker = item.get_closest_marker("check")
+    if marker is not None and marker.args:
+        item.extra_keyword_matches.add(str(marker.args[0]))
 
 
 def _default_report_outputs(config: pytest.Config, settings: Settings) -> None:
@@ -141,10 +158,19 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             item.add_marker(skip)
         return
     settings = config.stash[SETTINGS_KEY]
-    if settings.kubeconfig is None:
-        problem = container_engine_problem()
-        if problem is not None:
-            pytest.exit(f"egress-conformance: {problem}", returncode=pytest.ExitCode.USAGE_ERROR)
+    if config.option.collectonly or settings.plan or settings.kubeconfig is not None:
+        return
+    problem = container_engine_problem()
+    if problem is not None:
+        abort_run(config, problem, items)
+
+
+def abort_run(config: pytest.Config, problem: str, selected: Sequence[pytest.Item] = ()) -> None:
+    """Stop the run with one message; the conformance report still records why, every check not run."""
+    collector = _report_collector(config)
+    if collector is not None:
+        collector.abort(problem, selected)
+    pytest.exit(f"egress-conformance: {problem}", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 def _mode_rank(item: pytest.Item) -> int:
@@ -159,9 +185,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     settings = metafunc.config.stash[SETTINGS_KEY]
     supported = {mode for mode, marker in _MODE_MARKERS.items() if metafunc.definition.get_closest_marker(marker)}
-    if not supported:
+    if supported:
+        modes = [mode for mode in settings.mesh_modes if mode in supported]
+    else:
+        # A check of the external world itself does not depend on the data plane: it runs once, in the
+        # first mode of the run (after that mode's install, beside its checks).
         supported = set(MeshMode)
-    modes = [mode for mode in settings.mesh_modes if mode in supported]
+        modes = list(settings.mesh_modes[:1])
     if modes:
         metafunc.parametrize("mesh", modes, indirect=True, scope="session", ids=[m.value for m in modes])
     else:
@@ -184,13 +214,27 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 class ReportCollector:
-    """Records every e2e check's result (ID, mode, profile, skip reason) and writes the report at the end."""
+    """Records every e2e check's result (ID, mode, profile, reason) and writes the report at the end."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.records: dict[str, CheckRecord] = {}
+        self.implemented: set[str] = set()
         self.istio_version: str | None = None
         self.kubernetes_version: str | None = None
+        self.status = RunStatus.COMPLETED
+        self.status_reason: str | None = None
+
+    def abort(self, reason: str, selected: Sequence[pytest.Item] = ()) -> None:
+        """The run stops before (some of) its checks: every selected check without a result is not run."""
+        self.status = RunStatus.ABORTED
+        self.status_reason = reason
+        for item in selected:
+            if item.get_closest_marker("egress"):
+                self.records.setdefault(item.nodeid, _record_for(item))
+        for record in self.records.values():
+            if record.result is CheckResult.NOT_RUN:
+                record.reason = f"not run: {reason}"
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record = self.records.get(report.nodeid)
@@ -202,30 +246,59 @@ class ReportCollector:
             record.reason = _skip_reason(report)
         elif report.failed:
             record.result = CheckResult.FAILED
-            record.reason = f"{report.when} failed"
+            record.reason = f"{report.when} failed: {_failure_summary(report)}"
         elif report.when == "call" and record.result is not CheckResult.FAILED:
-            record.result = CheckResult.PASSED
+            record.result = CheckResult.PLANNED if self.settings.plan else CheckResult.PASSED
+            record.reason = None
 
-    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+        record = self.records.get(item.nodeid)
+        run = item.stash.get(CHECK_RUN_KEY, None)
+        if record is None or run is None or call.when != "teardown":
+            return
+        if run.adaptations:
+            record.details["adaptations"] = [a.record() for a in run.adaptations]
+        if run.observed:
+            record.details["observed"] = dict(run.observed)
+        converged = {o.probe_id: round(o.converged_after, 3) for o in run.observations if o.converged_after is not None}
+        if converged:
+            record.details["convergenceSeconds"] = converged
+
+    @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        # Before -k / -m deselect anything: every check that has a test.
         for item in items:
+            marker = item.get_closest_marker("check")
+            if marker is not None and marker.args:
+                self.implemented.add(str(marker.args[0]))
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        for item in session.items:
             if item.get_closest_marker("egress"):
-                self.records[item.nodeid] = _record_for(item)
+                self.records.setdefault(item.nodeid, _record_for(item))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not self.records:
+        if not self.records and self.status is RunStatus.COMPLETED:
             return
+        records = list(self.records.values())
+        records += catalogue_gaps(records, self.implemented)
         report = build_report(
-            self.records.values(),
+            records,
             self.settings,
             istio_version=self.istio_version,
             kubernetes_version=self.kubernetes_version,
+            status=self.status,
+            status_reason=self.status_reason,
         )
         path = write_report(report, self.settings.report_dir)
         allure_dir = getattr(session.config.option, "allure_report_dir", None)
         if allure_dir:
             write_allure_environment(Path(allure_dir), self.settings, self.istio_version)
         progress.info(f"conformance report written to {path}")
+        plan = session.config.stash.get(PLAN_KEY, None)
+        if plan is not None:
+            plan_path = plan.write(self.settings.report_dir)
+            progress.info(f"plan written to {plan_path}")
 
 
 def _record_for(item: pytest.Item) -> CheckRecord:
@@ -239,10 +312,17 @@ def _record_for(item: pytest.Item) -> CheckRecord:
         nodeid=item.nodeid,
         profile=profile,
         mode=getattr(mode, "value", None),
-        # Until a phase reports, a collected check counts as skipped: never as passed.
-        result=CheckResult.SKIPPED,
+        # Until a phase reports, a collected check counts as not run: never as passed.
+        result=CheckResult.NOT_RUN,
         reason="not run",
     )
+
+
+def _failure_summary(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    message = str(getattr(crash, "message", "") or report.longreprtext or "")
+    first = message.strip().splitlines()[0] if message.strip() else "see the test output"
+    return first[:300]
 
 
 def _skip_reason(report: pytest.TestReport) -> str:
@@ -329,11 +409,17 @@ def istio_installer(settings: Settings, cluster: ClusterHandle, kube: Kube) -> I
 
 
 @pytest.fixture(scope="session")
-def mesh(request: pytest.FixtureRequest, settings: Settings, cluster: ClusterHandle, kube: Kube) -> Iterator[Mesh]:
+def mesh(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Mesh]:
     """Istio in the data-plane mode of this parameter; installed and, afterwards, uninstalled by the harness
     unless ``--istio existing``. Parametrised by ``pytest_generate_tests``: with ``--mesh-mode both`` the
-    sidecar checks run, Istio is removed, then the ambient checks run on a fresh install."""
+    sidecar checks run, Istio is removed, then the ambient checks run on a fresh install. In a plan run
+    nothing is installed and no cluster is needed."""
     mode: MeshMode = request.param
+    if settings.plan:
+        yield Mesh(mode, settings.istio_version, installed_by_harness=False)
+        return
+    cluster: ClusterHandle = request.getfixturevalue("cluster")
+    kube: Kube = request.getfixturevalue("kube")
     collector = _report_collector(request.config)
     if settings.istio_source is IstioSource.EXISTING:
         installed = detect_installed(kube)
@@ -346,10 +432,8 @@ def mesh(request: pytest.FixtureRequest, settings: Settings, cluster: ClusterHan
     if not cluster.managed:
         refusal = refuse_to_replace_istio(kube)
         if refusal:
-            pytest.exit(refusal, returncode=pytest.ExitCode.USAGE_ERROR)
+            abort_run(request.config, refusal)
     installer: IstioInstaller = request.getfixturevalue("istio_installer")
-    if collector is not None:
-        collector.istio_version = settings.istio_version
     try:
         with progress.step(f"Installing Istio {settings.istio_version} ({mode.value} data plane)"):
             installer.install(mode)
@@ -359,6 +443,8 @@ def mesh(request: pytest.FixtureRequest, settings: Settings, cluster: ClusterHan
         with contextlib.suppress(IstioError):
             installer.uninstall()
         raise
+    if collector is not None:
+        collector.istio_version = settings.istio_version
     try:
         yield Mesh(mode, settings.istio_version, installed_by_harness=True)
     finally:

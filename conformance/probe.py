@@ -31,6 +31,7 @@ from enum import Enum
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
+from conformance.accesslog import FieldMatcher
 from conformance.kube import ExecResult, PodInfo
 from conformance.timeouts import Timeouts
 
@@ -583,6 +584,10 @@ class ResponseExpectation:
     #: No header whose name starts with one of these (e.g. ``x-envoy-``).
     header_prefixes_absent: tuple[str, ...] = ()
     body_contains: str | None = None
+    #: The whole body, surrounding whitespace ignored (e.g. ``RBAC: access denied``).
+    body_equals: str | None = None
+    #: Top-level fields of a JSON body and how each must match (e.g. httpbin's ``url``).
+    json_fields: Mapping[str, FieldMatcher] = field(default_factory=dict)
 
     def mismatches(self, result: ProbeResult) -> list[str]:
         problems: list[str] = []
@@ -599,6 +604,10 @@ class ResponseExpectation:
                 problems.append(f"unexpected headers {present}")
         if self.body_contains is not None and self.body_contains not in result.body:
             problems.append(f"body lacks {self.body_contains!r}")
+        if self.body_equals is not None and result.body.strip() != self.body_equals:
+            problems.append(f"body is not {self.body_equals!r}")
+        if self.json_fields:
+            problems += _json_field_mismatches(result.body, self.json_fields)
         return problems
 
     def matches(self, result: ProbeResult, /) -> bool:
@@ -611,7 +620,24 @@ class ResponseExpectation:
         parts += [f"no {p}* headers" for p in self.header_prefixes_absent]
         if self.body_contains is not None:
             parts.append(f"body contains {self.body_contains!r}")
+        if self.body_equals is not None:
+            parts.append(f"body {self.body_equals!r}")
+        parts += [f"JSON {name} {matcher}" for name, matcher in self.json_fields.items()]
         return ", ".join(parts)
+
+
+def _json_field_mismatches(body: str, fields: Mapping[str, FieldMatcher]) -> list[str]:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return ["body is not JSON"]
+    if not isinstance(document, dict):
+        return ["body is not a JSON object"]
+    return [
+        f"JSON {name}: {document.get(name)!r} is not {matcher}"
+        for name, matcher in fields.items()
+        if not matcher.matches(document.get(name))
+    ]
 
 
 # --------------------------------------------------------------------------------------------------

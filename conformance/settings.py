@@ -82,6 +82,12 @@ OPTIONS: tuple[Option, ...] = (
         "where downloaded binaries are cached",
         str(Path("~/.cache/egress-conformance")),
     ),
+    Option(
+        "--plan",
+        "EGRESS_PLAN",
+        "walk the selected checks without a cluster: print what a run would do and write plan.json",
+        is_flag=True,
+    ),
 )
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -108,6 +114,8 @@ class Settings:
     cache_dir: Path = field(default_factory=lambda: Path("~/.cache/egress-conformance").expanduser())
     timeouts: Timeouts = DEFAULT_TIMEOUTS
     timeout_scale: float = 1.0
+    #: Plan mode: no cluster; every check is walked and recorded, nothing is carried out.
+    plan: bool = False
 
     @property
     def uses_existing_cluster(self) -> bool:
@@ -211,6 +219,7 @@ class Settings:
             cache_dir=Path(need("cache_dir")).expanduser(),
             timeouts=DEFAULT_TIMEOUTS.scaled(timeout_scale),
             timeout_scale=timeout_scale,
+            plan=need("plan") == "true",
         )
 
 

@@ -26,6 +26,12 @@ class Timeouts:
     hold: float = 15.0
     #: One exec / curl attempt.
     request: float = 15.0
+    #: curl's connect timeout in a probe that expects a denial: a blocked connection costs seconds.
+    denied_connect: float = 3.0
+    #: curl's whole-request limit in a probe that expects a denial.
+    denied_request: float = 6.0
+    #: Time for a proxy's access-log entry to be flushed and found.
+    access_log: float = 60.0
     #: Pause between probe attempts (polling interval, not a fixed wait for a state).
     poll_interval: float = 1.0
 

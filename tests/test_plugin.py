@@ -130,10 +130,10 @@ def kubeconfig_file(tmp_path: Path) -> Path:
 def test_mesh_is_parametrised_by_selected_and_supported_modes(pytester: pytest.Pytester, tmp_path: Path) -> None:
     pytester.makepyfile(test_modes=MESH_SCENARIOS)
     result = run(pytester, "-m", "egress", "--kubeconfig", str(kubeconfig_file(tmp_path)), "-v", "-p", "no:junitxml")
-    result.assert_outcomes(passed=3)
-    result.stdout.fnmatch_lines_random(
-        ["*test_sidecar_only?sidecar? PASSED*", "*test_any_mode?sidecar? PASSED*", "*test_any_mode?ambient? PASSED*"]
-    )
+    # A check without a mode marker does not depend on the data plane: it runs once, in the first mode.
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines_random(["*test_sidecar_only?sidecar? PASSED*", "*test_any_mode?sidecar? PASSED*"])
+    assert "test_any_mode[ambient]" not in result.stdout.str()
 
 
 def test_mode_a_test_does_not_support_is_skipped_with_reason(pytester: pytest.Pytester, tmp_path: Path) -> None:
@@ -214,17 +214,25 @@ def test_conformance_report_lists_every_check(pytester: pytest.Pytester, tmp_pat
     assert report["cluster"]["provider"] == "existing"
     profiles = {p["name"]: p for p in report["profiles"]}
     sidecar = profiles["EGRESS-SIDECAR"]
-    assert sidecar["summary"] == {"result": "failure", "statistics": {"passed": 1, "failed": 1, "skipped": 0}}
+    assert sidecar["summary"]["result"] == "failure"
+    statistics = sidecar["summary"]["statistics"]
+    assert (statistics["passed"], statistics["failed"], statistics["skipped"]) == (1, 1, 0)
     assert sidecar["failedChecks"] == ["EGW-02"]
-    assert [(c["id"], c["mode"], c["result"]) for c in sidecar["checks"]] == [
-        ("EGW-01", "sidecar", "passed"),
-        ("EGW-02", "sidecar", "failed"),
-    ]
+    ran = [(c["id"], c["mode"], c["result"]) for c in sidecar["checks"] if "test" in c]
+    assert ran == [("EGW-01", "sidecar", "passed"), ("EGW-02", "sidecar", "failed")]
+    failed = next(c for c in sidecar["checks"] if c["id"] == "EGW-02")
+    assert failed["reason"] == "call failed: AssertionError: expected http(502)"
+    # Every other check of the catalogue is there too, never silently missing.
+    listed = {c["id"] for c in sidecar["checks"]}
+    assert {"EGW-03", "NSD-01", "MTLS-04b", "ETP-05"} <= listed
     ambient = profiles["EGRESS-AMBIENT"]
     assert ambient["summary"]["result"] == "partial"
-    assert ambient["skippedChecks"] == [
-        {"id": "AMB-X4", "mode": "ambient", "reason": "ztunnel does not implement outboundTrafficPolicy"}
-    ]
+    skipped = [c for c in ambient["notPassedChecks"] if c["result"] == "skipped"]
+    assert skipped == [
+        {"id": "AMB-X4", "mode": "ambient", "result": "skipped",
+         "reason": "ztunnel does not implement outboundTrafficPolicy"}
+    ]  # fmt: skip
+    assert report["run"]["certifiable"] is False
     assert (report_dir / "junit.xml").is_file()
     assert (report_dir / "allure-results" / "environment.properties").is_file()
 
@@ -280,8 +288,8 @@ def test_sidecar_mode_runs_before_ambient_whatever_the_module_order(pytester: py
     result = run(
         pytester, "-m", "egress", "--kubeconfig", str(kubeconfig_file(tmp_path)), "-v", "-s", "-p", "no:junitxml"
     )
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=3)
     lifecycle = re.findall(r"(?:un)?install (?:sidecar|ambient)", result.stdout.str())
     assert lifecycle == ["install sidecar", "uninstall sidecar", "install ambient", "uninstall ambient"]
     tests = re.findall(r"(test_\w+\[\w+\]) ", result.stdout.str())
-    assert tests == ["test_side[sidecar]", "test_both[sidecar]", "test_amb[ambient]", "test_both[ambient]"]
+    assert tests == ["test_side[sidecar]", "test_both[sidecar]", "test_amb[ambient]"]

@@ -29,8 +29,15 @@ def test_report_header_names_versions_and_cluster() -> None:
     now = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
     report = build_report([record("EGW-01", CheckResult.PASSED)], Settings(), kubernetes_version="v1.35.0", now=now)
     assert report["date"] == "2026-11-22T00:00:00+00:00"
-    assert report["implementation"] == {"project": "istio", "version": "1.30.3", "installedBy": "harness"}
+    assert report["implementation"] == {
+        "project": "istio",
+        # Nothing was installed or detected: the report claims no version, only the requested one.
+        "version": None,
+        "requestedVersion": "1.30.3",
+        "installedBy": "harness",
+    }
     assert report["cluster"]["provider"] == "kind"
     assert report["cluster"]["kubernetesVersion"] == "v1.35.0"
     assert report["cluster"]["nodeImage"].startswith("kindest/node:v1.35.0@sha256:")
-    assert report["profiles"][0]["summary"]["statistics"] == {"passed": 1, "failed": 0, "skipped": 0}
+    statistics = report["profiles"][0]["summary"]["statistics"]
+    assert (statistics["passed"], statistics["failed"], statistics["skipped"]) == (1, 0, 0)

@@ -1,0 +1,338 @@
+"""The check catalogue: one record per conformance check, the single source of IDs, titles and outcomes.
+
+Every check of the scenario specification has a record here, implemented or not; a check's test links to
+its record with ``@check("EGW-04")`` and takes from it its pytest markers (``egress``, profile, data-plane
+mode, ``check(ID)``), its ``-k`` keyword, its Allure labels and its report entry. The documented outcome
+(what the seed says), the expected upstream outcome, and any documentation deviation or adaptation are
+declared here — never re-typed inside a test body.
+
+A record without a test is reported as *not implemented*: a profile with such a check can never report
+``success``. A record with ``not_applicable`` set is reported as not applicable, with the reason.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+import pytest
+
+from conformance.settings import MeshMode
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Profile(enum.StrEnum):
+    EGRESS_SIDECAR = "EGRESS-SIDECAR"
+    EGRESS_AMBIENT = "EGRESS-AMBIENT"
+    #: The harness's own checks of the in-cluster stand-in for the Internet.
+    EXTERNAL_WORLD = "EXTERNAL-WORLD"
+
+
+#: pytest marker of each profile.
+PROFILE_MARKERS: Mapping[Profile, str] = MappingProxyType(
+    {
+        Profile.EGRESS_SIDECAR: "egress_sidecar",
+        Profile.EGRESS_AMBIENT: "egress_ambient",
+        Profile.EXTERNAL_WORLD: "external_world",
+    }
+)
+
+
+class Tier(enum.StrEnum):
+    #: Required for a certifiable profile result.
+    CORE = "core"
+    #: Beyond the documentation (the ambient equivalents of the sidecar intents).
+    EXTENDED = "extended"
+
+
+@dataclass(frozen=True)
+class Seed:
+    """Where a check comes from: the seed document and the heading of its section."""
+
+    file: str
+    section: str
+
+    def __str__(self) -> str:
+        return f"{self.file}, section {self.section!r}"
+
+
+SEED_AMBIENT = "000_2c76676392fa61cf.txt"
+SEED_ETP = "001_2a324748033e196a.txt"
+SEED_MTLS = "002_cc7ee192d894de70.txt"
+SEED_EGW = "003_7968a64320b06b64.txt"
+SEED_NSD = "004_d84b0b36a19207dd.txt"
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    title: str
+    profile: Profile
+    #: Family prefix (EGW, NSD, MTLS, ETP, AMB, XW): the Allure feature.
+    family: str
+    #: Data-plane modes the check runs on; empty for checks that do not depend on the mesh.
+    modes: tuple[MeshMode, ...]
+    seed: Seed | None
+    #: What the seed documents.
+    documented: str
+    #: What upstream Istio must show for the translated configuration (what the test asserts).
+    expected: str
+    #: Why ``expected`` differs from ``documented``; None when they agree.
+    deviation: str | None = None
+    #: What the harness had to change to run the documented configuration, and why.
+    adaptations: tuple[str, ...] = ()
+    tier: Tier = Tier.CORE
+    #: Reason the check does not apply to upstream Istio; the check then has no test.
+    not_applicable: str | None = None
+
+    @property
+    def keyword(self) -> str:
+        """The ``-k`` keyword that selects this check."""
+        return self.id
+
+    @property
+    def seed_label(self) -> str | None:
+        return self.seed.file.split("_", 1)[0] if self.seed else None
+
+
+def _sidecar(check_id: str, title: str, family: str, seed: Seed, documented: str, expected: str, **extra: Any) -> Check:
+    return Check(check_id, title, Profile.EGRESS_SIDECAR, family, (MeshMode.SIDECAR,), seed, documented, expected,
+                 **extra)  # fmt: skip
+
+
+def _ambient(
+    check_id: str, title: str, family: str, seed: Seed | None, documented: str, expected: str, **extra: Any
+) -> Check:
+    return Check(check_id, title, Profile.EGRESS_AMBIENT, family, (MeshMode.AMBIENT,), seed, documented, expected,
+                 **extra)  # fmt: skip
+
+
+def _external(check_id: str, title: str, seed: Seed | None, expected: str) -> Check:
+    return Check(check_id, title, Profile.EXTERNAL_WORLD, "XW", (), seed, expected, expected)
+
+
+#: Sidecar reaching the egress gateway: the adaptations of the specification's rule (they depend on whether
+#: the installed gateway's pods carry ``security.istio.io/tlsMode=istio``; the step records which one ran).
+GATEWAY_PLAINTEXT_ADAPTATION = (
+    "gateway pods labelled security.istio.io/tlsMode=istio: a DestinationRule for the gateway host with "
+    "tls.mode DISABLE keeps the documented plain-HTTP gateway hop (sidecars would otherwise send mTLS to a "
+    "plain HTTP server)"
+)
+GATEWAY_MTLS_ADAPTATION = (
+    "gateway pods without security.istio.io/tlsMode=istio (upstream's default): a DestinationRule for the "
+    "gateway host with tls.mode ISTIO_MUTUAL makes sidecars speak the mTLS the documented ISTIO_MUTUAL "
+    "gateway server expects (auto-mTLS alone would send plaintext)"
+)
+TEST_CA_ADAPTATION = "origins present certificates of the run's test CA; TLS origination trusts that CA explicitly"
+
+_EGW_STEP1 = Seed(SEED_EGW, "Step 1: Deploy a sample application")
+_EGW_STEP2 = Seed(SEED_EGW, "(Optional) Step 2: Set the policy for accessing external services to REGISTRY_ONLY")
+_EGW_STEP3 = Seed(SEED_EGW, "Step 3: Create a service entry to define an external service")
+_EGW_STEP4 = Seed(SEED_EGW, "Step 4: Use an egress gateway to route all the requests to access external services")
+
+_NSD_STEP1 = Seed(SEED_NSD, "Step 1: Deploy a test service")
+_NSD_STEP3 = Seed(SEED_NSD, "Step 3: Restrict outbound traffic to registered services only")
+_NSD_STEP4 = Seed(SEED_NSD, "Step 4: Route traffic through the egress gateway")
+_NSD_STEP6 = Seed(SEED_NSD, "Step 6: Verify the authorization policy")
+_NSD_SECURITY = Seed(SEED_NSD, "Security considerations")
+
+_MTLS_STEP1 = Seed(SEED_MTLS, "Step 1: Deploy the sleep test application")
+_MTLS_STEP2 = Seed(SEED_MTLS, "Step 2: Enable REGISTRY_ONLY and create a ServiceEntry")
+_MTLS_STEP3 = Seed(SEED_MTLS, "Step 3: Create the egress gateway and route HTTP traffic through it")
+_MTLS_STEP4 = Seed(SEED_MTLS, "Step 4: Upgrade egress traffic to mTLS")
+_MTLS_STEP5 = Seed(SEED_MTLS, "Step 5: Configure authorization policies")
+
+_ETP_SETUP = Seed(SEED_ETP, "Set up the environment")
+_ETP_HTTP = Seed(SEED_ETP, "Route HTTP traffic through the egress gateway")
+_ETP_UPGRADE = Seed(SEED_ETP, "Solution 1: mTLS with HTTPS upgrade (recommended)")
+_ETP_PASSTHROUGH = Seed(SEED_ETP, "Solution 2: HTTPS passthrough")
+_ETP_TCP = Seed(SEED_ETP, "Route TCP traffic through the egress gateway")
+_ETP_AUTHZ = Seed(SEED_ETP, "Add fine-grained access control with an authorization policy")
+
+_AMB_STEP1 = Seed(SEED_AMBIENT, "Step 1: Deploy the test application")
+_AMB_INTRO = Seed(SEED_AMBIENT, "Introduction to external service management")
+_AMB_STEP4 = Seed(SEED_AMBIENT, "Step 4: Create a ServiceEntry and test access")
+_AMB_STEP5 = Seed(SEED_AMBIENT, "Step 5: Configure Waypoint to upgrade HTTP requests to HTTPS")
+
+_HTTPS_RESET_DEVIATION = (
+    "the seed calls the HTTPS failure 'connection refused'; a sidecar under REGISTRY_ONLY accepts the TCP "
+    "connection and resets the TLS handshake (curl exit 35), it never refuses the connection"
+)
+
+_CHECKS: tuple[Check, ...] = (
+    # ---------------------------------------------------------------- EGW: seed 003
+    _sidecar("EGW-01", "With ALLOW_ANY a sidecar reaches an unregistered external host", "EGW", _EGW_STEP1,
+             "301", "http(301)"),
+    _sidecar("EGW-02", "With REGISTRY_ONLY and no ServiceEntry the sidecar refuses the request", "EGW", _EGW_STEP2,
+             "502", "http(502) from the sidecar (server: envoy); the sidecar logs it on route block_all",
+             adaptations=(),
+             deviation=None),
+    _sidecar("EGW-03", "A ServiceEntry lets the sidecar reach the host directly, not through the gateway", "EGW",
+             _EGW_STEP3, "301, sent directly from the pod",
+             "http(301); the sidecar logs upstream_cluster outbound|80||aliyun.com; the egress gateway logs "
+             "nothing for the request"),
+    _sidecar("EGW-04", "A Gateway and a two-hop VirtualService route the request through the egress gateway",
+             "EGW", _EGW_STEP4, "301, the gateway's log shows the request",
+             "http(301); the gateway logs upstream_cluster outbound|80||aliyun.com, authority aliyun.com, method "
+             "HEAD, response_code 301, downstream_remote_address of the sleep pod",
+             adaptations=(GATEWAY_PLAINTEXT_ADAPTATION,)),
+    # ---------------------------------------------------------------- NSD: seed 004
+    _sidecar("NSD-01", "The sleep pod in demo-frontend runs an injected sidecar", "NSD", _NSD_STEP1,
+             "container istio-proxy present", "container istio-proxy present",
+             adaptations=("Istio >= 1.27 injects istio-proxy as a native sidecar (an init container with "
+                          "restartPolicy Always); both places are accepted",)),
+    _sidecar("NSD-02", "REGISTRY_ONLY with a ServiceEntry in istio-system lets demo-frontend reach the host", "NSD",
+             _NSD_STEP3, "301", "http(301)"),
+    _sidecar("NSD-03", "Requests from demo-frontend go through the egress gateway over mTLS", "NSD", _NSD_STEP4,
+             "301", "http(301); the gateway logs upstream_cluster outbound|80||www.aliyun.com"),
+    _sidecar("NSD-04", "A DENY policy on the egress gateway blocks the demo-frontend namespace", "NSD", _NSD_STEP6,
+             "403 with server: envoy", "http(403) with header server: envoy"),
+    _sidecar("NSD-05", "A pod without a sidecar bypasses the egress gateway and its policy", "NSD", _NSD_SECURITY,
+             "bypass possible", "http(301) from a pod without a sidecar"),
+    _sidecar("NSD-06", "A NetworkPolicy closes the bypass; the sidecar pod is still denied by the gateway", "NSD",
+             _NSD_SECURITY, "blocked",
+             "timeout or conn-refused from the pod without a sidecar; http(403) still for the sidecar pod"),
+    _sidecar("NSD-07", "A ServiceEntry with resolution NONE does not work through the gateway", "NSD", _NSD_STEP3,
+             "fails (the gateway loops back to itself)", "not http(301); the observed outcome is recorded"),
+    # ---------------------------------------------------------------- MTLS: seed 002
+    _sidecar("MTLS-01", "The external mTLS ingress answers by address with Host test.com", "MTLS", _MTLS_STEP1,
+             "418 teapot", "http(418), body contains teapot"),
+    _sidecar("MTLS-02", "REGISTRY_ONLY with a STATIC ServiceEntry for test.com keeps it reachable", "MTLS",
+             _MTLS_STEP2, "418", "http(418)"),
+    _sidecar("MTLS-03", "The request goes through the egress gateway over mesh mTLS", "MTLS", _MTLS_STEP3,
+             "418; the gateway logs outbound|80||test.com",
+             "http(418); the gateway logs upstream_cluster outbound|80||test.com",
+             adaptations=(GATEWAY_MTLS_ADAPTATION,)),
+    _sidecar("MTLS-04a", "The egress gateway originates mTLS to test.com:443 with the test.client certificate",
+             "MTLS", _MTLS_STEP4, "200 with server: envoy", "http(200)",
+             adaptations=(GATEWAY_MTLS_ADAPTATION,)),
+    _sidecar("MTLS-04b", "The external ingress denies the test.client certificate on /status/418", "MTLS",
+             _MTLS_STEP4, "RBAC: access denied", "http(403), body RBAC: access denied",
+             adaptations=(GATEWAY_MTLS_ADAPTATION,)),
+    _sidecar("MTLS-04c", "The gateway's log shows the origination to port 443", "MTLS", _MTLS_STEP4,
+             "outbound|443||test.com, upstream_host :443",
+             "the gateway logs upstream_cluster outbound|443||test.com and an upstream_host on port 443",
+             adaptations=(GATEWAY_MTLS_ADAPTATION,)),
+    _sidecar("MTLS-05", "A DENY policy by principal, host and path at the gateway", "MTLS", _MTLS_STEP5,
+             "/headers denied", "http(403) on /headers; /status/200 still http(200)",
+             adaptations=(GATEWAY_MTLS_ADAPTATION,)),
+    # ---------------------------------------------------------------- ETP: seed 001
+    _sidecar("ETP-00", "REGISTRY_ONLY without a policy blocks both workloads", "ETP", _ETP_SETUP,
+             "502, 502", "http(502) for sleep-a and nginx"),
+    _sidecar("ETP-01", "An HTTP policy lets only sleep-a through the gateway; deleting it revokes access", "ETP",
+             _ETP_HTTP, "502; 200; 502", "nginx http(502); sleep-a http(200); after deletion sleep-a http(502)",
+             adaptations=(GATEWAY_MTLS_ADAPTATION,)),
+    _sidecar("ETP-02", "An HTTPS-upgrade policy: the gateway originates TLS to port 443", "ETP", _ETP_UPGRADE,
+             "200; url https://; 200; nginx 502 and refused; BlackHoleCluster; after deletion 502 / refused",
+             "as documented, with tls-reset for every HTTPS refusal",
+             deviation=_HTTPS_RESET_DEVIATION, adaptations=(GATEWAY_MTLS_ADAPTATION, TEST_CA_ADAPTATION)),
+    _sidecar("ETP-03", "An HTTPS passthrough policy through gateway port 444", "ETP", _ETP_PASSTHROUGH,
+             "http 200; url https://; https 200; nginx 502 and refused; after deletion 502 / refused",
+             "https 200 through the gateway; the documented plain-HTTP checks are not covered by a 443-only "
+             "policy; every HTTPS refusal is a tls-reset",
+             deviation=_HTTPS_RESET_DEVIATION, adaptations=(GATEWAY_MTLS_ADAPTATION,)),
+    _sidecar("ETP-04", "A TCP policy for www.alibabacloud.com:443", "ETP", _ETP_TCP,
+             "http 502; https 200; nginx blocked (BlackHoleCluster); after deletion revoked",
+             "as documented, with tls-reset for every HTTPS refusal",
+             deviation=_HTTPS_RESET_DEVIATION, adaptations=(GATEWAY_MTLS_ADAPTATION,)),
+    _sidecar("ETP-05", "A DENY policy for POST from mytest at the gateway", "ETP", _ETP_AUTHZ,
+             "POST 403 RBAC: access denied; GET 200", "POST http(403) RBAC: access denied; GET http(200)",
+             adaptations=(GATEWAY_MTLS_ADAPTATION,)),
+    # ---------------------------------------------------------------- AMB: seed 000
+    _ambient("AMB-01", "An ambient pod reaches an external host directly", "AMB", _AMB_STEP1,
+             "301 with the origin's own Server header", "http(301); no x-envoy-* response headers"),
+    _ambient("AMB-02", "A NetworkPolicy stops ambient pods reaching the outside directly", "AMB", _AMB_INTRO,
+             "blocked (implied)", "timeout or conn-refused"),
+    _ambient("AMB-03", "A waypoint in istio-egress carries traffic to a ServiceEntry host", "AMB", _AMB_STEP4,
+             "301, server: envoy, x-envoy-upstream-service-time; waypoint log",
+             "http(301) with x-envoy-upstream-service-time; ServiceEntry istio.io/WaypointBound=True; the waypoint "
+             "logs upstream_cluster inbound-vip|80|http|aliyun.com, response_code 301, authority aliyun.com, "
+             "upstream_host port 80",
+             deviation="the seed's waypoint log shows a field authority_for; Istio's JSON access log has no such "
+             "field, the host is in authority"),
+    _ambient("AMB-04", "The waypoint upgrades HTTP to HTTPS towards the origin", "AMB", _AMB_STEP5,
+             "301; the waypoint forwards to port 443",
+             "http(301); the waypoint logs upstream_host port 443; the origin served HTTPS",
+             adaptations=(TEST_CA_ADAPTATION,)),
+    _ambient("AMB-X1", "A DENY by source namespace at the egress waypoint", "AMB-X", None,
+             "(ambient equivalent of NSD-04)", "http(403)", tier=Tier.EXTENDED),
+    _ambient("AMB-X2", "A DENY for POST at the egress waypoint", "AMB-X", None,
+             "(ambient equivalent of ETP-05)", "POST http(403); GET http(200)", tier=Tier.EXTENDED),
+    _ambient("AMB-X3", "A DENY by principal and path at the egress waypoint", "AMB-X", None,
+             "(ambient equivalent of MTLS-05)", "http(403) on the denied path; other paths allowed",
+             tier=Tier.EXTENDED),
+    _ambient("AMB-X4", "REGISTRY_ONLY for ambient workloads", "AMB-X", None,
+             "(ambient equivalent of EGW-02 / ETP-00)", "not applicable", tier=Tier.EXTENDED,
+             not_applicable="ztunnel does not implement meshConfig.outboundTrafficPolicy: unknown destinations "
+             "leave directly at L4 in ambient mode; blocking them is a NetworkPolicy's job (see AMB-02)"),
+    # ---------------------------------------------------------------- XW: the external world itself
+    _external("XW-01", "aliyun.com over HTTP answers the origin's 301 to https://aliyun.com/", _EGW_STEP1,
+              "http(301), Location https://aliyun.com/, no x-envoy-* headers, from the origin's address"),
+    _external("XW-02", "www.httpbin.org over HTTPS verifies with the test CA and reports an https url", None,
+              "http(200); url https://www.httpbin.org/anything"),
+    _external("XW-03", "The mTLS ingress answers by address with Host test.com", _MTLS_STEP1,
+              "http(418), body contains teapot"),
+    _external("XW-04", "The ingress denies the test.client certificate on /status/418 only", _MTLS_STEP4,
+              "http(200) on /status/200; http(403) RBAC: access denied on /status/418"),
+    _external("XW-05", "The ingress refuses a TLS client without a certificate", None, "tls-reset"),
+    Check("XW-06", "The external world is unknown to the mesh", Profile.EXTERNAL_WORLD, "XW", (MeshMode.SIDECAR,),
+          None, "(the harness's own requirement)",
+          "under REGISTRY_ONLY a sidecar gets http(502) on route block_all for an external-world Service's own "
+          "cluster name: istiod does not know the Service, so the mesh cannot shortcut the Internet"),
+)  # fmt: skip
+
+CATALOGUE: Mapping[str, Check] = MappingProxyType({c.id: c for c in _CHECKS})
+
+if len(CATALOGUE) != len(_CHECKS):  # pragma: no cover - guarded by tests/test_catalogue.py too
+    raise RuntimeError("duplicate check ID in the catalogue")
+
+
+class CatalogueError(LookupError):
+    pass
+
+
+def lookup(check_id: str) -> Check:
+    try:
+        return CATALOGUE[check_id]
+    except KeyError:
+        raise CatalogueError(f"{check_id!r} is not a check of the catalogue (conformance/catalogue.py)") from None
+
+
+def checks(profile: Profile | None = None) -> list[Check]:
+    return [c for c in _CHECKS if profile is None or c.profile is profile]
+
+
+def by_family(family: str) -> list[Check]:
+    return [c for c in _CHECKS if c.family == family]
+
+
+def check(check_id: str) -> Callable[[F], F]:
+    """Link a test to its catalogue record: applies the record's markers.
+
+    ``egress`` (it is an end-to-end check), the profile marker, a marker per data-plane mode, and
+    ``check(ID)`` — from which the plugin adds the ``-k`` keyword, the Allure labels and the report entry.
+    """
+    record = lookup(check_id)
+    if record.not_applicable:
+        raise CatalogueError(f"{check_id} does not apply ({record.not_applicable}); it has no test")
+    marks: list[pytest.MarkDecorator] = [
+        pytest.mark.egress,
+        getattr(pytest.mark, PROFILE_MARKERS[record.profile]),
+        *(getattr(pytest.mark, mode.value) for mode in record.modes),
+        pytest.mark.check(check_id),
+    ]
+
+    def decorate(function: F) -> F:
+        for mark in reversed(marks):
+            function = mark(function)
+        return function
+
+    return decorate
+
+
+def ids(records: Iterable[Check]) -> list[str]:
+    return [r.id for r in records]

@@ -1,0 +1,258 @@
+"""The runtime of a real run: scenario requests carried out on the cluster.
+
+Manifests are server-side applied (``Kube.apply``: created vs changed recorded, conflicts named), waits and
+probes poll through ``conformance.expect`` (positive checks N in a row; negative checks observed then
+held), curl runs in the client pod through ``conformance.probe``, and access-log entries are read from
+the proxy pods and found by the probe's correlation token (``conformance.accesslog``).
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+from conformance import evidence
+from conformance.accesslog import AccessLogEntry, LogExpectation, entries_for_probe, entries_in_window
+from conformance.expect import ExpectationFailed, consistently, eventually
+from conformance.external import PROBE_CONTAINER, PROBE_SELECTOR, ExternalWorld
+from conformance.istio import ISTIO_NAMESPACE, OutboundMode, outbound_traffic_policy
+from conformance.kube import Kube, KubeError, ObjectRef
+from conformance.probe import CurlRequest, PodTarget, ProbeError, Prober, ProbeResult, ResponseExpectation
+from conformance.runtime import (
+    Applied,
+    Dataplane,
+    EgressGatewayInfo,
+    GatewayPort,
+    LogLookup,
+    LogSource,
+    Observation,
+    Until,
+    Workload,
+    WorkloadSpec,
+)
+from conformance.settings import MeshMode
+from conformance.timeouts import Timeouts
+from conformance.workloads import WorkloadDeployer
+
+#: Positive and negative checks alike need this many matching probes in a row.
+CONSECUTIVE = 3
+#: Transcripts of the last attempts kept per probe (attached to the report on failure).
+TRANSCRIPTS_KEPT = 5
+EGRESS_GATEWAY_NAME = "istio-egressgateway"
+EGRESS_GATEWAY_SELECTOR = "istio=egressgateway"
+#: Errors that may happen while a pod or the API is briefly unavailable; polls carry on through them.
+TOLERATED = (ProbeError, KubeError)
+
+SECRET_VARIABLES = frozenset({"TEST_CLIENT_TLS_KEY"})
+
+
+def scenario_variables(
+    *,
+    ingress_ip: str,
+    external_namespace: str,
+    gateway_namespace: str,
+    gateway_istio_label: str,
+    client_crt: str,
+    client_key: str,
+    ca_crt: str,
+) -> dict[str, str]:
+    """The ``${NAME}`` values scenario manifests and documented commands may use."""
+    return {
+        "INGRESS_GATEWAY_IP": ingress_ip,
+        "EXTERNAL_NAMESPACE": external_namespace,
+        "EGRESS_GATEWAY_NAMESPACE": gateway_namespace,
+        "EGRESS_GATEWAY_ISTIO_LABEL": gateway_istio_label,
+        "TEST_CLIENT_TLS_CRT": client_crt,
+        "TEST_CLIENT_TLS_KEY": client_key,
+        "TEST_CA_CRT": ca_crt,
+    }
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def first_of_final_run(attempts: Sequence[tuple[float, bool]], needed: int) -> float | None:
+    """Start time of the first of the ``needed`` matching attempts that ended a poll."""
+    if len(attempts) < needed or not all(matched for _, matched in attempts[-needed:]):
+        return None
+    return attempts[-needed][0]
+
+
+class LiveRuntime:
+    """Carries scenario requests out on a cluster, in one data-plane mode."""
+
+    planning = False
+
+    def __init__(self, kube: Kube, mode: MeshMode, timeouts: Timeouts, world: ExternalWorld) -> None:
+        self._kube = kube
+        self._mode = mode
+        self._timeouts = timeouts
+        self._world = world
+        self._prober = Prober(kube, timeouts)
+        self._deployer = WorkloadDeployer(kube, mode, timeouts, world.create_client_secrets)
+        self._gateway: EgressGatewayInfo | None = None
+        self._gateway_looked_up = False
+
+    @property
+    def mode(self) -> MeshMode:
+        return self._mode
+
+    @property
+    def timeouts(self) -> Timeouts:
+        return self._timeouts
+
+    # ------------------------------------------------------------------------------------ configuration
+
+    def variables(self) -> Mapping[str, str]:
+        pki = self._world.pki
+        gateway = self.egress_gateway()
+        return scenario_variables(
+            ingress_ip=self._world.ingress_ip(),
+            external_namespace=self._world.namespace,
+            gateway_namespace=gateway.namespace if gateway else ISTIO_NAMESPACE,
+            gateway_istio_label=(gateway.pod_labels.get("istio", "egressgateway") if gateway else "egressgateway"),
+            client_crt=_b64(pki.client.certificate_pem()),
+            client_key=_b64(pki.client.private_key_pem()),
+            ca_crt=_b64(pki.ca_pem()),
+        )
+
+    def secret_variables(self) -> frozenset[str]:
+        return SECRET_VARIABLES
+
+    def apply(self, docs: Sequence[dict[str, Any]]) -> list[Applied]:
+        return [Applied(item.ref, item.created) for item in self._kube.apply(list(docs))]
+
+    def delete(self, refs: Sequence[ObjectRef]) -> None:
+        self._kube.delete(list(refs), self._timeouts.delete)
+
+    def release(self, refs: Sequence[ObjectRef]) -> None:
+        self._kube.release(list(refs))
+
+    def outbound_policy(self, mode: OutboundMode) -> AbstractContextManager[None]:
+        return outbound_traffic_policy(self._kube, mode)
+
+    def wait_condition(self, ref: ObjectRef, condition: str, status: str) -> None:
+        self._kube.wait_condition(ref, condition, status, timeout=self._timeouts.converge, deadline_name="converge")
+
+    # ---------------------------------------------------------------------------------------- workloads
+
+    def workload(self, spec: WorkloadSpec) -> Workload:
+        return self._deployer.workload(spec)
+
+    def remove_workloads(self) -> None:
+        self._deployer.remove_all()
+
+    def probe_client(self) -> Workload:
+        pod = self._world.probe_pod()
+        spec = WorkloadSpec(
+            self._world.probe_namespace, "probe", "external/probe-client.yaml", PROBE_CONTAINER, "default",
+            dict(item.split("=", 1) for item in PROBE_SELECTOR.split(",")), in_mesh=False,
+        )  # fmt: skip
+        return Workload(spec, pod.name, pod.ip or "", Dataplane.NONE, {})
+
+    def egress_gateway(self) -> EgressGatewayInfo | None:
+        if not self._gateway_looked_up:
+            self._gateway = detect_egress_gateway(self._kube)
+            self._gateway_looked_up = True
+        return self._gateway
+
+    # ------------------------------------------------------------------------------------------- probes
+
+    def probe(
+        self,
+        probe_id: str,
+        client: Workload,
+        request: CurlRequest,
+        expectation: ResponseExpectation,
+        until: Until,
+        changed_at: float | None,
+    ) -> Observation:
+        target = PodTarget(client.namespace, pod=client.pod, container=client.container)
+        attempts: list[tuple[float, bool]] = []
+        transcripts: list[str] = []
+
+        def attempt() -> ProbeResult:
+            started = time.monotonic()
+            result = self._prober.probe(target, request)
+            attempts.append((started, expectation.matches(result)))
+            transcripts.append(result.transcript())
+            del transcripts[:-TRANSCRIPTS_KEPT]
+            return result
+
+        description = f"{probe_id} {client.ref}: {request.display()}"
+        poll = eventually if until is Until.CONVERGES else consistently
+        try:
+            result = poll(attempt, expectation, timeouts=self._timeouts, consecutive=CONSECUTIVE,
+                          description=description, tolerated=TOLERATED)  # fmt: skip
+        except ExpectationFailed:
+            for index, transcript in enumerate(transcripts):
+                evidence.attach_text(transcript, f"{probe_id} attempt transcript {index + 1}")
+            raise
+        first = first_of_final_run(attempts, CONSECUTIVE)
+        converged = (
+            first - changed_at if first is not None and changed_at is not None and until is Until.CONVERGES else None
+        )
+        return Observation(
+            probe_id, client, request, expectation, until, result, attempts=len(attempts),
+            converged_after=max(converged, 0.0) if converged is not None else None, transcripts=transcripts,
+        )  # fmt: skip
+
+    # --------------------------------------------------------------------------------------- access log
+
+    def _entries(self, source: LogSource, observation: Observation, lookup: LogLookup) -> list[AccessLogEntry]:
+        result = observation.result
+        if result is None:
+            raise ProbeError(f"{observation.probe_id} has no result to look up in a log")
+        texts = self._kube.logs(source.namespace, source.selector, source.container, result.started_at)
+        found: list[AccessLogEntry] = []
+        for text in texts.values():
+            if lookup.by_time:
+                found += entries_in_window(text, result.started_at, result.finished_at)
+            else:
+                found += entries_for_probe(text, result, requested_server_name=lookup.sni)
+        return found
+
+    def await_log_entry(
+        self, source: LogSource, observation: Observation, expectation: LogExpectation, lookup: LogLookup
+    ) -> AccessLogEntry | None:
+        def find() -> AccessLogEntry | None:
+            entries = self._entries(source, observation, lookup)
+            return next((e for e in entries if expectation.matches(e)), entries[0] if entries else None)
+
+        return eventually(
+            find, expectation, timeouts=self._timeouts, deadline="access_log", consecutive=1,
+            description=f"{source.kind.value} {source.workload} access log entry of {observation.probe_id}",
+            tolerated=(KubeError,),
+        )  # fmt: skip
+
+    def log_entries(self, source: LogSource, observation: Observation, lookup: LogLookup) -> list[AccessLogEntry]:
+        return self._entries(source, observation, lookup)
+
+
+def detect_egress_gateway(kube: Kube, namespace: str = ISTIO_NAMESPACE) -> EgressGatewayInfo | None:
+    """The installed egress gateway (Service istio-system/istio-egressgateway and its ready pods)."""
+    service = kube.get(ObjectRef("v1", "Service", EGRESS_GATEWAY_NAME, namespace))
+    pods = [p for p in kube.pods(namespace, EGRESS_GATEWAY_SELECTOR) if p.ready and not p.terminating]
+    if service is None or not pods:
+        return None
+    pod = kube.get(ObjectRef("v1", "Pod", pods[0].name, namespace)) or {}
+    ports = tuple(
+        GatewayPort(str(p.get("name", "")), int(p["port"]), _target_port(p), str(p.get("protocol", "TCP")))
+        for p in (service.get("spec") or {}).get("ports") or []
+    )
+    return EgressGatewayInfo(
+        namespace=namespace,
+        name=EGRESS_GATEWAY_NAME,
+        service_account=str((pod.get("spec") or {}).get("serviceAccountName") or "default"),
+        pod_labels=dict(pods[0].labels),
+        ports=ports,
+    )
+
+
+def _target_port(port: Mapping[str, Any]) -> int:
+    target = port.get("targetPort", port["port"])
+    return int(target) if isinstance(target, int) or str(target).isdigit() else int(port["port"])

@@ -1,0 +1,248 @@
+"""Plan mode (``pytest -m egress --plan``): every selected check runs against a runtime that does nothing.
+
+The scenario code is the same as in a real run; only the runtime differs. :class:`PlanRuntime` answers with
+planned values (workload IPs, the external world's addresses, the egress gateway as the overlay installs
+it) and lets the scenario layer record each action, which it prints. At the end the records become
+``plan.json`` (schema ``conformance/schemas/plan.schema.json``): what a real run would create and change,
+and the routing oracle's input. No cluster, no container engine, no kubeconfig.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from conformance import __version__, manifests
+from conformance.accesslog import AccessLogEntry, LogExpectation
+from conformance.actions import CheckActions
+from conformance.external import DEFAULT_NAMESPACE, INGRESS_HOST, PROBE_CONTAINER, PROBE_SELECTOR, PUBLIC_HOSTS
+from conformance.istio import ISTIO_NAMESPACE, OutboundMode
+from conformance.kube import ObjectRef
+from conformance.live import EGRESS_GATEWAY_NAME, SECRET_VARIABLES, scenario_variables
+from conformance.probe import CurlRequest, ResponseExpectation
+from conformance.runtime import (
+    Applied,
+    Dataplane,
+    EgressGatewayInfo,
+    GatewayPort,
+    LogLookup,
+    LogSource,
+    Observation,
+    Until,
+    Workload,
+    WorkloadSpec,
+)
+from conformance.settings import MeshMode
+from conformance.timeouts import Timeouts
+from conformance.workloads import namespace_labels
+
+PLAN_FILE = "plan.json"
+PLAN_SCHEMA = Path(__file__).resolve().parent / "schemas" / "plan.schema.json"
+PLAN_API_VERSION = "egress-conformance.io/v1alpha1"
+
+#: Planned addresses: stand-ins for what the cluster assigns (documentation ranges of kind's defaults).
+PLANNED_SERVICE_RANGE = ipaddress.ip_network("10.96.100.0/24")
+PLANNED_POD_RANGE = ipaddress.ip_network("10.244.0.0/24")
+#: The chart's labels and service account of the egress gateway (manifests/charts/gateways/istio-egress).
+EGRESS_GATEWAY_POD_LABELS = {"app": "istio-egressgateway", "istio": "egressgateway"}
+EGRESS_GATEWAY_SERVICE_ACCOUNT = "istio-egressgateway-service-account"
+#: Stand-in for secret material in a plan: valid base64, obviously not a key.
+PLANNED_SECRET = "UExBTk5FRA=="
+
+
+def planned_host_addresses() -> dict[str, str]:
+    """Public name -> planned ClusterIP, in the external world's order."""
+    hosts = list(PLANNED_SERVICE_RANGE.hosts())
+    return {host.name: str(hosts[10 + index]) for index, host in enumerate(PUBLIC_HOSTS)}
+
+
+def sidecar_overlay_meshconfig() -> dict[str, Any]:
+    (overlay,) = manifests.render("istio/sidecar.yaml")
+    return dict(overlay["spec"].get("meshConfig") or {})
+
+
+def overlay_egress_gateway() -> EgressGatewayInfo:
+    """The egress gateway as ``manifests/istio/sidecar.yaml`` installs it (the chart's labels, the
+    overlay's ports; istioctl's rendering of it is checked by the routing oracle's tests)."""
+    (overlay,) = manifests.render("istio/sidecar.yaml")
+    gateways = overlay["spec"]["components"]["egressGateways"]
+    gateway = next(g for g in gateways if g.get("enabled"))
+    ports = tuple(
+        GatewayPort(str(p["name"]), int(p["port"]), int(p["targetPort"]), str(p.get("protocol", "TCP")))
+        for p in gateway["k8s"]["service"]["ports"]
+    )
+    return EgressGatewayInfo(
+        ISTIO_NAMESPACE, str(gateway["name"]), EGRESS_GATEWAY_SERVICE_ACCOUNT, dict(EGRESS_GATEWAY_POD_LABELS), ports
+    )
+
+
+class PlanRuntime:
+    """A runtime that carries nothing out; it answers with planned values."""
+
+    planning = True
+
+    def __init__(self, mode: MeshMode, timeouts: Timeouts, gateway: EgressGatewayInfo | None = None) -> None:
+        self._mode = mode
+        self._timeouts = timeouts
+        self._gateway = gateway or overlay_egress_gateway()
+        self._addresses = planned_host_addresses()
+        self._workloads: dict[str, Workload] = {}
+
+    @property
+    def mode(self) -> MeshMode:
+        return self._mode
+
+    @property
+    def timeouts(self) -> Timeouts:
+        return self._timeouts
+
+    @property
+    def host_addresses(self) -> Mapping[str, str]:
+        return dict(self._addresses)
+
+    def variables(self) -> Mapping[str, str]:
+        return scenario_variables(
+            ingress_ip=self._addresses[INGRESS_HOST],
+            external_namespace=DEFAULT_NAMESPACE,
+            gateway_namespace=self._gateway.namespace,
+            gateway_istio_label=self._gateway.pod_labels.get("istio", "egressgateway"),
+            client_crt=PLANNED_SECRET,
+            client_key=PLANNED_SECRET,
+            ca_crt=PLANNED_SECRET,
+        )
+
+    def secret_variables(self) -> frozenset[str]:
+        return SECRET_VARIABLES
+
+    def apply(self, docs: Sequence[dict[str, Any]]) -> list[Applied]:
+        refs = []
+        for doc in docs:
+            metadata = doc.get("metadata") or {}
+            refs.append(Applied(ObjectRef(str(doc["apiVersion"]), str(doc["kind"]), str(metadata["name"]),
+                                          metadata.get("namespace")), None))  # fmt: skip
+        return refs
+
+    def delete(self, refs: Sequence[ObjectRef]) -> None:
+        return None
+
+    def release(self, refs: Sequence[ObjectRef]) -> None:
+        return None
+
+    def outbound_policy(self, mode: OutboundMode) -> AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def wait_condition(self, ref: ObjectRef, condition: str, status: str) -> None:
+        return None
+
+    def workload(self, spec: WorkloadSpec) -> Workload:
+        if spec.ref not in self._workloads:
+            hosts = list(PLANNED_POD_RANGE.hosts())
+            address = str(hosts[20 + len(self._workloads)])
+            labels = namespace_labels(self._mode, spec.namespace) if spec.in_mesh else {}
+            self._workloads[spec.ref] = Workload(
+                spec, f"{spec.name}-planned", address, spec.dataplane(self._mode), labels
+            )
+        return self._workloads[spec.ref]
+
+    def probe_client(self) -> Workload:
+        spec = WorkloadSpec(
+            f"{DEFAULT_NAMESPACE}-probe", "probe", "external/probe-client.yaml", PROBE_CONTAINER, "default",
+            dict(item.split("=", 1) for item in PROBE_SELECTOR.split(",")), in_mesh=False,
+        )  # fmt: skip
+        if spec.ref not in self._workloads:
+            hosts = list(PLANNED_POD_RANGE.hosts())
+            self._workloads[spec.ref] = Workload(spec, "probe-planned", str(hosts[9]), Dataplane.NONE, {})
+        return self._workloads[spec.ref]
+
+    def egress_gateway(self) -> EgressGatewayInfo | None:
+        return self._gateway if self._mode is MeshMode.SIDECAR else None
+
+    def probe(
+        self,
+        probe_id: str,
+        client: Workload,
+        request: CurlRequest,
+        expectation: ResponseExpectation,
+        until: Until,
+        changed_at: float | None,
+    ) -> Observation:
+        return Observation(probe_id, client, request, expectation, until, None)
+
+    def await_log_entry(
+        self, source: LogSource, observation: Observation, expectation: LogExpectation, lookup: LogLookup
+    ) -> AccessLogEntry | None:
+        return None
+
+    def log_entries(self, source: LogSource, observation: Observation, lookup: LogLookup) -> list[AccessLogEntry]:
+        return []
+
+
+class Plan:
+    """The checks of a plan run, collected as they finish, written as ``plan.json``."""
+
+    def __init__(self, istio_version: str, gateway: EgressGatewayInfo | None = None) -> None:
+        self.istio_version = istio_version
+        self.gateway = gateway or overlay_egress_gateway()
+        self.checks: list[CheckActions] = []
+
+    def add(self, actions: CheckActions) -> None:
+        self.checks.append(actions)
+
+    def document(self) -> dict[str, Any]:
+        addresses = planned_host_addresses()
+        return {
+            "apiVersion": PLAN_API_VERSION,
+            "kind": "Plan",
+            "harnessVersion": __version__,
+            "istioVersion": self.istio_version,
+            "meshConfig": sidecar_overlay_meshconfig(),
+            "externalWorld": {
+                "namespace": DEFAULT_NAMESPACE,
+                "hosts": addresses,
+                "ingressAddress": addresses[INGRESS_HOST],
+            },
+            "egressGateway": self.gateway.record(),
+            "checks": [c.as_dict() for c in self.checks],
+        }
+
+    def write(self, directory: Path) -> Path:
+        document = self.document()
+        validate_plan(document)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / PLAN_FILE
+        path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        return path
+
+
+@lru_cache(maxsize=1)
+def _plan_schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(PLAN_SCHEMA.read_text(encoding="utf-8"))
+    return schema
+
+
+def validate_plan(document: Mapping[str, Any]) -> None:
+    """Raise jsonschema.ValidationError when the document breaks the published plan format."""
+    jsonschema.Draft202012Validator(_plan_schema()).validate(document)
+
+
+def iter_probe_actions(check: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    return (a for a in check["actions"] if a["type"] == "probe")
+
+
+__all__ = [
+    "EGRESS_GATEWAY_NAME",
+    "PLAN_FILE",
+    "Plan",
+    "PlanRuntime",
+    "overlay_egress_gateway",
+    "planned_host_addresses",
+    "validate_plan",
+]
