@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
+from conformance import fixtures as scenario_fixtures
 from conformance import progress
 from conformance.cluster import ClusterHandle, container_engine_problem, provide_cluster
 from conformance.external import ExternalWorld, new_pki, provide_external_world
-from conformance import fixtures as scenario_fixtures
 from conformance.fixtures import CHECK_RUN_KEY, PLAN_KEY
 from conformance.istio import IstioError, IstioInstaller, detect_installed, istiod_present
 from conformance.kube import Kube
