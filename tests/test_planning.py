@@ -1,0 +1,131 @@
+"""Plan mode: every implemented check walked without a cluster, recorded as plan.json and reported."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conformance import PROJECT_ROOT
+from conformance.catalogue import CATALOGUE
+from conformance.planning import overlay_egress_gateway, planned_host_addresses, validate_plan
+from tests.plan_run import PlanRun
+
+GOLDEN = PROJECT_ROOT / "tests" / "data" / "golden" / "plan"
+#: Set to rewrite the golden files from the current plan (then review the diff before committing).
+UPDATE_GOLDEN = os.environ.get("EGRESS_UPDATE_GOLDEN") == "1"
+
+
+def test_plan_is_valid_against_the_published_schema(catalogue_plan: PlanRun) -> None:
+    validate_plan(catalogue_plan.plan)
+    assert catalogue_plan.plan["egressGateway"]["tlsModeLabel"] is False
+
+
+def test_plan_report_lists_every_catalogue_check(catalogue_plan: PlanRun) -> None:
+    listed = {c["id"] for p in catalogue_plan.report["profiles"] for c in p["checks"]}
+    assert listed == set(CATALOGUE)
+    results = {c["id"]: c["result"] for p in catalogue_plan.report["profiles"] for c in p["checks"]}
+    assert results["AMB-X4"] == "not-applicable"
+    planned = {cid for cid, result in results.items() if result == "planned"}
+    assert {"EGW-01", "EGW-04", "XW-06"} <= planned
+    assert set(results.values()) <= {"planned", "not-implemented", "not-applicable"}
+    run = catalogue_plan.report["run"]
+    assert run["plan"] is True and run["certifiable"] is False
+    assert "plan run: nothing was carried out on a cluster" in run["notCertifiableBecause"]
+
+
+def test_every_planned_check_has_its_record(catalogue_plan: PlanRun) -> None:
+    for check in catalogue_plan.plan["checks"]:
+        record = CATALOGUE[check["id"]]
+        assert check["profile"] == record.profile.value
+        assert check["title"] == record.title
+        assert check["actions"], check["id"]
+
+
+def test_plan_prints_each_step_in_order(catalogue_plan: PlanRun) -> None:
+    lines = [line for line in catalogue_plan.stdout.splitlines() if "[EGW-04 sidecar]" in line]
+    steps = [line.split("] ", 2)[-1] for line in lines]
+    assert steps[0] == "set mesh outboundTrafficPolicy REGISTRY_ONLY"
+    assert steps[1].startswith("apply egw/service-entry.yaml, egw/gateway.yaml, egw/virtual-service.yaml:")
+    assert steps[2] == "p1: in default/sleep: curl -sI http://aliyun.com converges to http(301)"
+    assert steps[3].startswith("egress-gateway istio-system/istio-egressgateway logs p1 with upstream_cluster=")
+    assert steps[-1].startswith("clean up: delete ServiceEntry default/external-svc-http")
+
+
+def test_no_secret_material_in_the_plan(catalogue_plan: PlanRun) -> None:
+    text = (catalogue_plan.report_dir / "plan.json").read_text(encoding="utf-8")
+    assert "PRIVATE KEY" not in text
+    for check in catalogue_plan.plan["checks"]:
+        for action in check["actions"]:
+            for resource in action.get("resources", []):
+                if resource.get("kind") == "Secret":
+                    assert set(resource.get("data", {}).values()) == {"<redacted>"}
+
+
+def test_planned_addresses_are_stable() -> None:
+    addresses = planned_host_addresses()
+    assert addresses["aliyun.com"] == "10.96.100.11"
+    assert len(set(addresses.values())) == len(addresses)
+
+
+def test_overlay_gateway_matches_the_sidecar_overlay() -> None:
+    gateway = overlay_egress_gateway()
+    assert gateway.host == "istio-egressgateway.istio-system.svc.cluster.local"
+    assert [(p.port, p.target_port) for p in gateway.ports] == [(80, 8080), (443, 8443), (444, 8444)]
+    assert not gateway.tls_mode_label
+
+
+def golden_files() -> list[Path]:
+    return sorted(GOLDEN.glob("*.json"))
+
+
+@pytest.mark.parametrize("golden", golden_files(), ids=lambda p: p.stem)
+def test_plan_of_check_matches_reviewed_golden_file(catalogue_plan: PlanRun, golden: Path) -> None:
+    check_id, _, mode = golden.stem.partition(".")
+    planned = catalogue_plan.check(check_id, mode or None)
+    if UPDATE_GOLDEN:
+        golden.write_text(json.dumps(planned, indent=2) + "\n", encoding="utf-8")
+    assert planned == json.loads(golden.read_text(encoding="utf-8")), (
+        f"the plan of {check_id} changed; if intended, rerun with EGRESS_UPDATE_GOLDEN=1 and review the diff"
+    )
+
+
+def test_golden_files_exist_for_the_reviewed_checks() -> None:
+    assert {p.stem for p in golden_files()} >= {"EGW-04.sidecar"}
+
+
+def test_collect_only_selects_one_check_by_id_without_a_cluster(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EGRESS_")}
+    # No container engine reachable: an empty PATH beside the interpreter.
+    env["PATH"] = str(Path(sys.executable).parent)
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "egress", "-k", "EGW-04",
+         "-p", "no:cacheprovider"],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    collected = [line for line in completed.stdout.splitlines() if "::" in line]
+    assert collected == ["scenarios/test_egw.py::test_gateway_and_two_hop_routes_carry_the_request[sidecar]"]
+
+
+ALLOWED_IMPORTS = {"__future__", "conformance.catalogue", "conformance.scenario", "conformance.external"}
+
+
+@pytest.mark.parametrize("module", sorted((PROJECT_ROOT / "scenarios").glob("test_*.py")), ids=lambda p: p.name)
+def test_scenario_module_holds_steps_and_expectations_only(module: Path) -> None:
+    """No API calls, no polling, no YAML: only the scenario API and the catalogue."""
+    tree = ast.parse(module.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            assert node.module in ALLOWED_IMPORTS, f"{module.name} imports {node.module}"
+        elif isinstance(node, ast.Import):
+            raise AssertionError(f"{module.name} imports {[a.name for a in node.names]}")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            assert "apiVersion" not in node.value and "\nkind:" not in node.value, f"YAML in {module.name}"
+        elif isinstance(node, (ast.For, ast.While)):
+            raise AssertionError(f"{module.name} loops (line {node.lineno}): polling belongs to the runtime")
