@@ -293,3 +293,60 @@ def test_sidecar_mode_runs_before_ambient_whatever_the_module_order(pytester: py
     assert lifecycle == ["install sidecar", "uninstall sidecar", "install ambient", "uninstall ambient"]
     tests = re.findall(r"(test_\w+\[\w+\]) ", result.stdout.str())
     assert tests == ["test_side[sidecar]", "test_both[sidecar]", "test_amb[ambient]"]
+
+
+def test_a_run_that_stops_early_still_writes_the_report(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import yaml
+
+    pytester.makepyfile(test_report=REPORTED)
+    monkeypatch.setenv("PATH", no_docker_path(tmp_path, None))
+    report_dir = tmp_path / "reports"
+    result = run(pytester, "-m", "egress", f"--report-dir={report_dir}", "-p", "no:junitxml")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    report = yaml.safe_load((report_dir / "conformance-report.yaml").read_text())
+    assert report["run"]["status"] == "aborted"
+    assert "no container engine" in report["run"]["reason"]
+    assert report["run"]["certifiable"] is False
+    # Nothing was installed or detected: no Istio version is claimed.
+    assert report["implementation"]["version"] is None
+    checks = {c["id"]: c for p in report["profiles"] for c in p["checks"]}
+    for check_id in ("EGW-01", "EGW-02", "AMB-X4"):
+        assert checks[check_id]["result"] == "not-run"
+        assert checks[check_id]["reason"].startswith("not run: no container engine")
+
+
+MISSING_GATEWAY = """
+import contextlib
+import pytest
+from conformance.planning import PlanRuntime
+from conformance.settings import MeshMode
+from conformance.timeouts import DEFAULT_TIMEOUTS
+
+class NoGateway(PlanRuntime):
+    def egress_gateway(self):
+        return None
+
+@pytest.fixture(scope="session")
+def runtime(mesh):
+    return NoGateway(MeshMode.SIDECAR, DEFAULT_TIMEOUTS)
+"""
+
+
+def test_checks_needing_the_egress_gateway_skip_when_the_mesh_has_none(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(MISSING_GATEWAY)
+    pytester.makepyfile(
+        test_gateway=(
+            "from conformance.catalogue import check\n"
+            "@check('EGW-03')\n"
+            "def test_needs_gateway(step, egress_gateway):\n"
+            "    raise AssertionError('must not run')\n"
+            "@check('EGW-01')\n"
+            "def test_no_gateway_needed(step, sleep):\n"
+            "    pass\n"
+        )
+    )
+    result = run(pytester, "-m", "egress", "--plan", "--mesh-mode", "sidecar", "-rs", "-p", "no:junitxml")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*the installed Istio has no egress gateway*"])
