@@ -244,3 +244,11 @@ def test_the_oldest_node_image_keeps_the_default_kind(
 
     assert resolved == tmp_path / "cache" / "v0.31.0" / "kind"
     assert [spec.sha256 for spec in downloads] == [versions.KIND.sha256["linux-amd64"]]
+
+
+def test_readme_says_where_each_download_checksum_comes_from() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    assert "pinned and checksum-verified" not in readme
+    assert "checked against the sha256 pinned in\n`manifests/versions.yaml`" in readme
+    if not any(minor.release.sha256 for minor in versions.ISTIO_MINORS):
+        assert "the `.sha256` file the Istio\nrelease publishes beside the archive" in readme
