@@ -27,9 +27,13 @@ WORKFLOWS_DIR = PROJECT_ROOT / ".github" / "workflows"
 README = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
 VERSIONS: dict[str, Any] = yaml.safe_load((PROJECT_ROOT / "manifests" / "versions.yaml").read_text(encoding="utf-8"))
 
-#: Harness options a workflow may pass, and whether each takes a value. --implementation-file (the vendor's
-#: description of the Istio under test, passed by certify.yml) belongs to the certification support.
-HARNESS_OPTIONS: dict[str, bool] = {opt.flag: not opt.is_flag for opt in OPTIONS} | {"--implementation-file": True}
+#: Harness options a workflow or CERTIFICATION.md may pass, and whether each takes a value.
+#: --implementation-file (the vendor's description of the Istio under test) belongs to the certification
+#: support, --keep-on-failure (keep the kind cluster of a failed run) to the cluster lifecycle.
+HARNESS_OPTIONS: dict[str, bool] = {opt.flag: not opt.is_flag for opt in OPTIONS} | {
+    "--implementation-file": True,
+    "--keep-on-failure": False,
+}
 
 
 def load_workflow(name: str) -> dict[str, Any]:
@@ -288,3 +292,26 @@ def test_certify_uploads_the_report_unmodified_with_its_sha256() -> None:
     after_suite = runs[next(i for i, run in enumerate(runs) if starts_the_suite(run)) + 1 :]
     writes = [run for run in after_suite if "$REPORT_DIR" in run and ">" in run]
     assert all("conformance-report.yaml.sha256" in run or "GITHUB_STEP_SUMMARY" in run for run in writes)
+
+
+# --- CERTIFICATION.md --------------------------------------------------------------------------------------
+
+
+def test_certification_guide_runs_the_suite_as_the_readme_does() -> None:
+    guide = (PROJECT_ROOT / "CERTIFICATION.md").read_text(encoding="utf-8")
+    lines = [
+        line.strip()
+        for block in re.findall(r"```bash\n(.+?)\n```", guide, re.S)
+        for line in block.replace("\\\n", " ").splitlines()
+    ]
+    suite_lines = [line for line in lines if "pytest" in line]
+    assert len(suite_lines) == 2  # the certification run, and the reproduction of a failure
+    certification_run, reproduction = suite_lines
+    assert options_of(certification_run)["--istio"] == "existing"
+    # The reproduction narrows the run to one check with -k (so it certifies nothing); the rest are options.
+    narrowed, selection = reproduction.rsplit(" -k ", 1)
+    assert re.fullmatch(r"[A-Z]+-\d+[a-z]?", selection)
+    assert "--keep-on-failure" in options_of(narrowed)
+    certify = (WORKFLOWS_DIR / "certify.yml").read_text(encoding="utf-8")
+    assert "CERTIFY_KUBECONFIG" in guide and "secrets.CERTIFY_KUBECONFIG" in certify
+    assert "certification-report" in guide and "name: certification-report" in certify
