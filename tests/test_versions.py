@@ -252,3 +252,12 @@ def test_readme_says_where_each_download_checksum_comes_from() -> None:
     assert "checked against the sha256 pinned in\n`manifests/versions.yaml`" in readme
     if not any(minor.release.sha256 for minor in versions.ISTIO_MINORS):
         assert "the `.sha256` file the Istio\nrelease publishes beside the archive" in readme
+
+
+def test_a_pinned_istioctl_checksum_with_its_source_is_used_for_that_release() -> None:
+    data = copy.deepcopy(RAW)
+    data["istio"]["minors"][1]["istioctl_sha256"] = {"linux-amd64": "c" * 64}
+    data["istio"]["minors"][1]["istioctl_sha256_source"] = "the release's istioctl-1.30.3-linux-amd64.tar.gz.sha256"
+    parsed = versions.parse_versions(data)
+    assert parsed.minor("1.30").release.sha256 == {"linux-amd64": "c" * 64}
+    assert parsed.minor("1.31").release.sha256 == {}
