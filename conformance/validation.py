@@ -6,8 +6,8 @@ checked against the openAPIV3Schema of the real CRDs, with every structural obje
 unknown-field rule the API server applies with ``fieldValidation=Strict``. CEL rules
 (``x-kubernetes-validations``) are not evaluated offline.
 
-The schemas are those of one supported Istio minor (``SchemaRegistry.for_istio_minor``): the CRDs of its
-pinned release and of the Gateway API bundle it pairs with, as ``manifests/versions.yaml`` records them;
+The schemas are those of one supported Istio minor (``SchemaRegistry.for_istio_minor``): the Istio CRDs and
+the Gateway API bundle ``manifests/versions.yaml`` records for it;
 built-in kinds are checked against one Kubernetes minor's schemas. The harness's tests validate every
 manifest against each supported Istio minor, on the oldest and the newest Kubernetes it supports.
 Documents of ``SKIPPED_KINDS`` are not API objects and are checked elsewhere (the reason is given there).
@@ -105,7 +105,7 @@ class SchemaRegistry:
 
     @classmethod
     def for_istio_minor(cls, minor: versions.IstioMinor) -> SchemaRegistry:
-        """The CRDs of the minor's pinned release (manifests/schemas/) and of its Gateway API bundle."""
+        """The minor's Istio CRDs (manifests/schemas/<schemas>/) and its Gateway API bundle."""
         return cls.from_files((minor.crd_path, minor.gateway_api_bundle_path))
 
     def add_crds(self, crds: Iterable[Mapping[str, Any]]) -> None:

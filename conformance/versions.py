@@ -101,7 +101,8 @@ class IstioMinor:
     minor: str
     #: The pinned patch release (installed by the nightly matrix).
     release: IstioRelease
-    #: Folder under manifests/schemas/ holding the release's CRDs (crd-all.gen.yaml).
+    #: Folder under manifests/schemas/ holding the minor's Istio CRDs (crd-all.gen.yaml): those of a release of
+    #: the minor, the pinned one where vendored.
     schemas: str
     #: Oldest and newest Kubernetes minors the Istio project supports for this minor.
     kubernetes_oldest: str
