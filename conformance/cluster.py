@@ -95,15 +95,17 @@ class KindVersion:
 # --- kind binary ----------------------------------------------------------------------------------------
 
 
-def kind_download_spec() -> binaries.DownloadSpec:
-    """The pinned kind release for this machine (raises BinaryError naming --kind-bin if unsupported)."""
+def kind_download_spec(release: versions.KindRelease | None = None) -> binaries.DownloadSpec:
+    """A pinned kind release (default: the default node image's) for this machine (raises BinaryError naming
+    --kind-bin if unsupported)."""
+    chosen = release or versions.KIND
     platform = binaries.current_platform("kind")
     return binaries.DownloadSpec(
         name="kind",
-        version=versions.KIND.version,
-        url=versions.KIND.binary_url(platform),
-        sha256=versions.KIND.sha256.get(platform),
-        checksum_url=versions.KIND.checksum_url(platform),
+        version=chosen.version,
+        url=chosen.binary_url(platform),
+        sha256=chosen.sha256.get(platform),
+        checksum_url=chosen.checksum_url(platform),
     )
 
 
@@ -139,31 +141,44 @@ def kind_supports_network_policy(kind_bin: Path) -> bool:
     return True
 
 
-def kind_is_pinned_release(kind_bin: Path) -> bool:
-    """True when ``kind`` is of the pinned release's minor: the default node image is built for it, and
-    kind does not promise node images work with other releases."""
+def kind_is_pinned_release(kind_bin: Path, release: versions.KindRelease | None = None, image: str = "") -> bool:
+    """True when ``kind`` is of the minor of ``release`` (default: the default node image's), the release that
+    publishes the node image: kind does not promise a node image works with other releases."""
+    chosen = release or versions.KIND
+    node_image = image or chosen.node_image
     version = kind_version_of(kind_bin)
     if version is None:
         return False
-    pinned = KindVersion.parse(versions.KIND.version)
+    pinned = KindVersion.parse(chosen.version)
     if pinned is None or (version.major, version.minor) != (pinned.major, pinned.minor):
         progress.info(
-            f"{kind_bin} is kind {version}, but the default node image is built for kind {versions.KIND.version}: "
-            f"the pinned kind {versions.KIND.version} is used instead (or pass --kind-bin with a matching --kind-image)"
+            f"{kind_bin} is kind {version}, but the node image {node_image} is published for kind {chosen.version}: "
+            f"the pinned kind {chosen.version} is used instead (or pass --kind-bin with a matching --kind-image)"
         )
         return False
     return True
 
 
 def resolve_kind(settings: Settings) -> Path:
-    """--kind-bin -> kind on PATH (of the pinned release's minor with the default node image, else any
-    >= v0.24.0) -> the pinned kind release (downloaded, verified, cached)."""
+    """--kind-bin -> kind on PATH -> the pinned kind release (downloaded, verified, cached).
+
+    For a node image listed in manifests/versions.yaml the kind release is the one that publishes that
+    image, on PATH only when of that release's minor. For any other image (the user's own) a kind on PATH
+    of at least v0.24.0 is used, else the default release.
+    """
     if settings.kind_bin is not None:
         return settings.kind_bin
-    acceptable = (
-        kind_is_pinned_release if settings.kind_image == versions.KIND.node_image else kind_supports_network_policy
+    release = versions.kind_release_for_image(settings.kind_image)
+    if release is None:
+        return binaries.resolve_pinned_or_path(
+            "kind", kind_download_spec, settings.cache_dir, kind_supports_network_policy
+        )
+    return binaries.resolve_pinned_or_path(
+        "kind",
+        lambda: kind_download_spec(release),
+        settings.cache_dir,
+        lambda path: kind_is_pinned_release(path, release, settings.kind_image),
     )
-    return binaries.resolve_pinned_or_path("kind", kind_download_spec, settings.cache_dir, acceptable)
 
 
 # --- container engine -----------------------------------------------------------------------------------
