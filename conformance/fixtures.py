@@ -39,12 +39,12 @@ def runtime(request: pytest.FixtureRequest, settings: Settings, mesh: Any) -> It
     if settings.plan:
         from conformance.planning import PlanRuntime
 
-        yield PlanRuntime(mode, settings.timeouts)
+        yield PlanRuntime(mode, settings.timeouts, istio_version=settings.istio_version)
         return
     from conformance.live import LiveRuntime
 
     live = LiveRuntime(request.getfixturevalue("kube"), mode, settings.timeouts,
-                       request.getfixturevalue("external_world"))  # fmt: skip
+                       request.getfixturevalue("external_world"), mesh.istio_version)  # fmt: skip
     try:
         yield live
     finally:

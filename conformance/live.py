@@ -87,8 +87,11 @@ class LiveRuntime:
 
     planning = False
 
-    def __init__(self, kube: Kube, mode: MeshMode, timeouts: Timeouts, world: ExternalWorld) -> None:
+    def __init__(
+        self, kube: Kube, mode: MeshMode, timeouts: Timeouts, world: ExternalWorld, istio_version: str
+    ) -> None:
         self._kube = kube
+        self._istio_version = istio_version
         self._mode = mode
         self._timeouts = timeouts
         self._world = world
@@ -104,6 +107,10 @@ class LiveRuntime:
     @property
     def timeouts(self) -> Timeouts:
         return self._timeouts
+
+    @property
+    def istio_version(self) -> str:
+        return self._istio_version
 
     # ------------------------------------------------------------------------------------ configuration
 

@@ -42,6 +42,7 @@ from conformance.runtime import (
 )
 from conformance.settings import MeshMode
 from conformance.timeouts import Timeouts
+from conformance.versions import DEFAULT_ISTIO_VERSION
 from conformance.workloads import namespace_labels
 
 PLAN_FILE = "plan.json"
@@ -89,8 +90,15 @@ class PlanRuntime:
 
     planning = True
 
-    def __init__(self, mode: MeshMode, timeouts: Timeouts, gateway: EgressGatewayInfo | None = None) -> None:
+    def __init__(
+        self,
+        mode: MeshMode,
+        timeouts: Timeouts,
+        gateway: EgressGatewayInfo | None = None,
+        istio_version: str = DEFAULT_ISTIO_VERSION,
+    ) -> None:
         self._mode = mode
+        self._istio_version = istio_version
         self._timeouts = timeouts
         self._gateway = gateway or overlay_egress_gateway()
         self._addresses = planned_host_addresses()
@@ -103,6 +111,10 @@ class PlanRuntime:
     @property
     def timeouts(self) -> Timeouts:
         return self._timeouts
+
+    @property
+    def istio_version(self) -> str:
+        return self._istio_version
 
     @property
     def host_addresses(self) -> Mapping[str, str]:

@@ -236,6 +236,11 @@ class Runtime(Protocol):
     @property
     def timeouts(self) -> Timeouts: ...
 
+    @property
+    def istio_version(self) -> str:
+        """The Istio release the checks run against (installed, detected, or planned)."""
+        ...
+
     def variables(self) -> Mapping[str, str]:
         """Values for the ``${NAME}`` placeholders of scenario manifests."""
         ...

@@ -38,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from conformance import evidence, manifests, progress
+from conformance import evidence, manifests, progress, versions
 from conformance.accesslog import (
     AccessLogEntry,
     FieldMatcher,
@@ -86,7 +86,7 @@ from conformance.runtime import (
     Until,
     Workload,
 )
-from conformance.validation import Validator
+from conformance.validation import SchemaRegistry, Validator
 
 __all__ = [
     "ALLOW_ANY",
@@ -151,9 +151,14 @@ class ScenarioError(RuntimeError):
     """Scenario code asked for something that cannot be done (a bad manifest, an unknown curl flag)."""
 
 
-@lru_cache(maxsize=1)
-def _validator() -> Validator:
-    return Validator()
+@lru_cache(maxsize=4)
+def _validator(istio_version: str) -> Validator:
+    """Strict validation against the CRDs of the run's Istio minor (and its Gateway API bundle)."""
+    try:
+        minor = versions.istio_minor(istio_version)
+    except ValueError:  # an installed Istio the harness has no schemas for: the default minor's
+        return Validator()
+    return Validator(SchemaRegistry.for_istio_minor(minor))
 
 
 @dataclass
@@ -242,7 +247,9 @@ class Step:
         relative = manifest if manifest.startswith(f"{SCENARIO_MANIFESTS}/") else f"{SCENARIO_MANIFESTS}/{manifest}"
         variables = {**self.runtime.variables(), **(extra or {})}
         docs = manifests.render(relative, variables)
-        problems = [str(p) for doc in docs for p in _validator().validate(doc, source=relative)]
+        problems = [
+            str(p) for doc in docs for p in _validator(self.runtime.istio_version).validate(doc, source=relative)
+        ]
         if problems:
             raise ScenarioError(f"{relative} fails strict validation:\n  " + "\n  ".join(problems))
         for doc in docs:

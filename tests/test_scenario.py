@@ -120,6 +120,8 @@ class RecordingRuntime:
     def timeouts(self) -> Timeouts:
         return DEFAULT_TIMEOUTS
 
+    istio_version = "1.30.3"
+
     def variables(self) -> Mapping[str, str]:
         return self._variables
 
