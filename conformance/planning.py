@@ -162,6 +162,9 @@ class PlanRuntime:
             self._workloads[spec.ref] = Workload(spec, "probe-planned", str(hosts[9]), Dataplane.NONE, {})
         return self._workloads[spec.ref]
 
+    def await_sidecar(self, client: Workload) -> None:
+        return None
+
     def egress_gateway(self) -> EgressGatewayInfo | None:
         return self._gateway if self._mode is MeshMode.SIDECAR else None
 
