@@ -204,12 +204,13 @@ _CHECKS: tuple[Check, ...] = (
              "policy acted"),
     _sidecar("NSD-05", "A pod without a sidecar bypasses the egress gateway and its policy", "NSD", _NSD_SECURITY,
              "bypass possible",
-             "with the DENY in force (the sidecar pod gets http(403)), the pod without a sidecar gets http(301): "
-             "it connects to the origin itself, untouched by REGISTRY_ONLY and by the gateway's policy"),
+             "with the DENY in force (the sidecar pod gets http(403), logged by the gateway's policy), the pod "
+             "without a sidecar gets http(301): it connects to the origin itself, untouched by REGISTRY_ONLY "
+             "and by the gateway's policy"),
     _sidecar("NSD-06", "A NetworkPolicy closes the bypass; the sidecar pod is still denied by the gateway", "NSD",
              _NSD_SECURITY, "blocked",
              "the pod without a sidecar gets http(301) before the NetworkPolicy and timeout or conn-refused "
-             "after it; the sidecar pod still gets http(403) with server: envoy"),
+             "after it; the sidecar pod still gets http(403) with server: envoy, logged by the gateway's policy"),
     _sidecar("NSD-07", "A ServiceEntry with resolution NONE does not work through the gateway", "NSD", _NSD_STEP3,
              "fails (the gateway loops back to itself)",
              "http(301) through the gateway with resolution DNS, then not http(301) once NONE replaces it; the "

@@ -59,22 +59,23 @@ def test_gateway_denies_the_demo_frontend_namespace(
 
 @check("NSD-05")
 def test_pod_without_sidecar_bypasses_the_gateway_policy(
-    step: Step, frontend_sleep: Client, frontend_sleep_without_sidecar: Client
+    step: Step, frontend_sleep: Client, frontend_sleep_without_sidecar: Client, egress_gateway: EgressGateway
 ) -> None:
-    """The bypass means something only while the policy holds: the sidecar pod is denied first."""
+    """The bypass means something only while the policy holds: the sidecar pod is denied by it first."""
     step.mesh(outbound=REGISTRY_ONLY)
     step.apply(SERVICE_ENTRY, *GATEWAY_HOP, DENY_DEMO_FRONTEND)
-    frontend_sleep.curl("-sI", "http://www.aliyun.com").is_denied(http(403), headers={"server": "envoy"})
+    r = frontend_sleep.curl("-sI", "http://www.aliyun.com").is_denied(http(403), headers={"server": "envoy"})
+    egress_gateway.log_for(r).has(response_code=403, response_code_details=DENIED_BY_POLICY)
     frontend_sleep_without_sidecar.curl("-sI", "http://www.aliyun.com").converges_to(http(301))
 
 
 @check("NSD-06")
 def test_network_policy_closes_the_bypass(
-    step: Step, frontend_sleep: Client, frontend_sleep_without_sidecar: Client
+    step: Step, frontend_sleep: Client, frontend_sleep_without_sidecar: Client, egress_gateway: EgressGateway
 ) -> None:
     """The pod without a sidecar first gets through (as in NSD-05), then the NetworkPolicy drops its direct
     connection: curl gives up (timeout), or the network refuses it. The sidecar pod still reaches the
-    gateway, which still denies it."""
+    gateway through the policy's first rule, and the gateway still denies it."""
     step.mesh(outbound=REGISTRY_ONLY)
     step.apply(SERVICE_ENTRY, *GATEWAY_HOP, DENY_DEMO_FRONTEND)
     with step.documented("Security considerations: a pod without a sidecar bypasses the gateway"):
@@ -82,7 +83,8 @@ def test_network_policy_closes_the_bypass(
     with step.documented("Security considerations: a NetworkPolicy allows egress only through the gateway"):
         step.apply("nsd/network-policy.yaml")
         frontend_sleep_without_sidecar.curl("-sI", "http://www.aliyun.com").is_denied(TIMEOUT | CONN_REFUSED)
-        frontend_sleep.curl("-sI", "http://www.aliyun.com").is_denied(http(403), headers={"server": "envoy"})
+        r = frontend_sleep.curl("-sI", "http://www.aliyun.com").is_denied(http(403), headers={"server": "envoy"})
+        egress_gateway.log_for(r).has(response_code=403, response_code_details=DENIED_BY_POLICY)
 
 
 @check("NSD-07")
