@@ -88,6 +88,9 @@ class Check:
     tier: Tier = Tier.CORE
     #: Reason the check does not apply to upstream Istio; the check then has no test.
     not_applicable: str | None = None
+    #: Cross-reference rules (``conformance.crossref``) the documented configuration breaks on purpose — a
+    #: pitfall the seed shows —, each as (rule, why). Any other rule the check's plan breaks is an error.
+    breaks_rules: tuple[tuple[str, str], ...] = ()
 
     @property
     def keyword(self) -> str:
@@ -188,37 +191,71 @@ _CHECKS: tuple[Check, ...] = (
     _sidecar("NSD-02", "REGISTRY_ONLY with a ServiceEntry in istio-system lets demo-frontend reach the host", "NSD",
              _NSD_STEP3, "301", "http(301)"),
     _sidecar("NSD-03", "Requests from demo-frontend go through the egress gateway over mTLS", "NSD", _NSD_STEP4,
-             "301", "http(301); the gateway logs upstream_cluster outbound|80||www.aliyun.com"),
+             "301",
+             "http(301); the gateway logs upstream_cluster outbound|80||www.aliyun.com, response_code 301. The "
+             "seed's own DestinationRule subset sets ISTIO_MUTUAL on the hop, so no adaptation is needed "
+             "whatever labels the gateway pods carry"),
     _sidecar("NSD-04", "A DENY policy on the egress gateway blocks the demo-frontend namespace", "NSD", _NSD_STEP6,
-             "403 with server: envoy", "http(403) with header server: envoy"),
+             "403 with server: envoy",
+             "http(403) with header server: envoy; the gateway logs the 403 with response_code_details "
+             "rbac_access_denied_matched_policy[ns[istio-system]-policy[deny-demo-frontend]-rule[0]]. The header "
+             "is the client sidecar's own (Istio's outbound connection manager overwrites Server with Envoy's "
+             "default on every response; the gateway would say istio-envoy), so the log shows where the "
+             "policy acted"),
     _sidecar("NSD-05", "A pod without a sidecar bypasses the egress gateway and its policy", "NSD", _NSD_SECURITY,
-             "bypass possible", "http(301) from a pod without a sidecar"),
+             "bypass possible",
+             "with the DENY in force (the sidecar pod gets http(403), logged by the gateway's policy), the pod "
+             "without a sidecar gets http(301): it connects to the origin itself, untouched by REGISTRY_ONLY "
+             "and by the gateway's policy"),
     _sidecar("NSD-06", "A NetworkPolicy closes the bypass; the sidecar pod is still denied by the gateway", "NSD",
              _NSD_SECURITY, "blocked",
-             "timeout or conn-refused from the pod without a sidecar; http(403) still for the sidecar pod"),
+             "the pod without a sidecar gets http(301) before the NetworkPolicy and timeout or conn-refused "
+             "after it; the sidecar pod still gets http(403) with server: envoy, logged by the gateway's policy"),
     _sidecar("NSD-07", "A ServiceEntry with resolution NONE does not work through the gateway", "NSD", _NSD_STEP3,
-             "fails (the gateway loops back to itself)", "not http(301); the observed outcome is recorded"),
+             "fails (the gateway loops back to itself)",
+             "http(301) through the gateway with resolution DNS, then not http(301) once NONE replaces it; the "
+             "observed outcome is recorded (upstream's most likely answer: http(503))",
+             deviation="the seed describes an endless loop through the gateway's service address; upstream, "
+             "the sidecar dials a gateway pod, and the gateway's cluster for a NONE entry forwards to the "
+             "original destination of that connection, the pod's own port 8080, in plain text. The seed's "
+             "ISTIO_MUTUAL server there accepts only mesh mTLS and drops it, so the loop ends after one hop "
+             "with an upstream reset (503) instead of going round; the check asserts only 'not 301'",
+             breaks_rules=(("service-entry-resolution",
+                            "the seed's pitfall itself: the entry the gateway routes to has resolution NONE"),)),
     # ---------------------------------------------------------------- MTLS: seed 002
     _sidecar("MTLS-01", "The external mTLS ingress answers by address with Host test.com", "MTLS", _MTLS_STEP1,
-             "418 teapot", "http(418), body contains teapot"),
+             "418 teapot",
+             "http(418), body contains teapot (ALLOW_ANY: the sidecar passes the unknown host on to the address)"),
     _sidecar("MTLS-02", "REGISTRY_ONLY with a STATIC ServiceEntry for test.com keeps it reachable", "MTLS",
              _MTLS_STEP2, "418", "http(418)"),
     _sidecar("MTLS-03", "The request goes through the egress gateway over mesh mTLS", "MTLS", _MTLS_STEP3,
              "418; the gateway logs outbound|80||test.com",
-             "http(418); the gateway logs upstream_cluster outbound|80||test.com",
+             "http(418); the gateway logs upstream_cluster outbound|80||test.com, response_code 418",
              adaptations=(GATEWAY_MTLS_ADAPTATION,)),
     _sidecar("MTLS-04a", "The egress gateway originates mTLS to test.com:443 with the test.client certificate",
-             "MTLS", _MTLS_STEP4, "200 with server: envoy", "http(200)",
+             "MTLS", _MTLS_STEP4, "200 with server: envoy",
+             "http(200) with header server: envoy. The header is the client sidecar's own (Istio's outbound "
+             "connection manager overwrites Server with Envoy's default on every response), so it says "
+             "nothing about the path; MTLS-04c shows the origination",
              adaptations=(GATEWAY_MTLS_ADAPTATION,)),
     _sidecar("MTLS-04b", "The external ingress denies the test.client certificate on /status/418", "MTLS",
-             _MTLS_STEP4, "RBAC: access denied", "http(403), body RBAC: access denied",
+             _MTLS_STEP4, "RBAC: access denied",
+             "http(403), body RBAC: access denied, from the external ingress: the gateway, which holds no policy "
+             "in this step, logs the 403 as received from upstream (response_code_details via_upstream) on "
+             "outbound|443||test.com",
              adaptations=(GATEWAY_MTLS_ADAPTATION,)),
     _sidecar("MTLS-04c", "The gateway's log shows the origination to port 443", "MTLS", _MTLS_STEP4,
              "outbound|443||test.com, upstream_host :443",
-             "the gateway logs upstream_cluster outbound|443||test.com and an upstream_host on port 443",
+             "the gateway's entry for the /status/418 request (the seed reads the last line after it) has "
+             "upstream_cluster outbound|443||test.com and an upstream_host on port 443",
              adaptations=(GATEWAY_MTLS_ADAPTATION,)),
     _sidecar("MTLS-05", "A DENY policy by principal, host and path at the gateway", "MTLS", _MTLS_STEP5,
-             "/headers denied", "http(403) on /headers; /status/200 still http(200)",
+             "/headers denied",
+             "http(403) RBAC: access denied on /headers, from the gateway's policy (response_code_details "
+             "rbac_access_denied_matched_policy[ns[istio-system]-policy[test]-rule[0]]); /status/200 still "
+             "http(200). The policy's hosts match the :authority test.com curl sends to the address (exact, "
+             "case-insensitive); its HTTP-only rule would deny all TCP on a TCP gateway server (IST0133), but "
+             "the gateway's only server here is HTTPS, terminated to HTTP",
              adaptations=(GATEWAY_MTLS_ADAPTATION,)),
     # ---------------------------------------------------------------- ETP: seed 001
     _sidecar("ETP-00", "REGISTRY_ONLY without a policy blocks both workloads", "ETP", _ETP_SETUP,

@@ -35,7 +35,7 @@ from conformance.runtime import (
 )
 from conformance.settings import MeshMode
 from conformance.timeouts import Timeouts
-from conformance.workloads import WorkloadDeployer
+from conformance.workloads import SIDECAR_CONTAINER, WorkloadDeployer, pod_has_sidecar
 
 #: Positive and negative checks alike need this many matching probes in a row.
 CONSECUTIVE = 3
@@ -161,6 +161,16 @@ class LiveRuntime:
         )  # fmt: skip
         return Workload(spec, pod.name, pod.ip or "", Dataplane.NONE, {})
 
+    def await_sidecar(self, client: Workload) -> None:
+        spec = client.spec
+        eventually(
+            lambda: sidecar_by_pod(self._kube, spec.namespace, spec.selector), all_pods_have_sidecar,
+            timeouts=self._timeouts, deadline="rollout", consecutive=1,
+            description=f"{spec.ref}: ready pods and whether each runs the {SIDECAR_CONTAINER} sidecar",
+            expected_description=f"at least one ready pod, every one with the {SIDECAR_CONTAINER} sidecar",
+            tolerated=(KubeError,),
+        )  # fmt: skip
+
     def egress_gateway(self) -> EgressGatewayInfo | None:
         if not self._gateway_looked_up:
             self._gateway = detect_egress_gateway(self._kube)
@@ -238,6 +248,21 @@ class LiveRuntime:
 
     def log_entries(self, source: LogSource, observation: Observation, lookup: LogLookup) -> list[AccessLogEntry]:
         return self._entries(source, observation, lookup)
+
+
+def sidecar_by_pod(kube: Kube, namespace: str, selector: str) -> dict[str, bool]:
+    """Ready pods behind ``selector``: pod name -> whether it runs the sidecar (container or native)."""
+    found: dict[str, bool] = {}
+    for info in kube.pods(namespace, selector):
+        if info.ready:
+            pod = kube.get(ObjectRef("v1", "Pod", info.name, namespace))
+            if pod is not None:
+                found[info.name] = pod_has_sidecar(pod)
+    return found
+
+
+def all_pods_have_sidecar(pods: Mapping[str, bool]) -> bool:
+    return bool(pods) and all(pods.values())
 
 
 def detect_egress_gateway(kube: Kube, namespace: str = ISTIO_NAMESPACE) -> EgressGatewayInfo | None:

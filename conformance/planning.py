@@ -43,7 +43,7 @@ from conformance.runtime import (
 from conformance.settings import MeshMode
 from conformance.timeouts import Timeouts
 from conformance.versions import DEFAULT_ISTIO_VERSION
-from conformance.workloads import namespace_labels
+from conformance.workloads import WORKLOADS, namespace_labels
 
 PLAN_FILE = "plan.json"
 PLAN_SCHEMA = Path(__file__).resolve().parent / "schemas" / "plan.schema.json"
@@ -52,6 +52,8 @@ PLAN_API_VERSION = "egress-conformance.io/v1alpha1"
 #: Planned addresses: stand-ins for what the cluster assigns (documentation ranges of kind's defaults).
 PLANNED_SERVICE_RANGE = ipaddress.ip_network("10.96.100.0/24")
 PLANNED_POD_RANGE = ipaddress.ip_network("10.244.0.0/24")
+#: Index in PLANNED_POD_RANGE of the first client workload's planned address (10.244.0.21).
+PLANNED_FIRST_POD = 20
 #: The chart's labels and service account of the egress gateway (manifests/charts/gateways/istio-egress).
 EGRESS_GATEWAY_POD_LABELS = {"app": "istio-egressgateway", "istio": "egressgateway"}
 EGRESS_GATEWAY_SERVICE_ACCOUNT = "istio-egressgateway-service-account"
@@ -156,13 +158,24 @@ class PlanRuntime:
 
     def workload(self, spec: WorkloadSpec) -> Workload:
         if spec.ref not in self._workloads:
-            hosts = list(PLANNED_POD_RANGE.hosts())
-            address = str(hosts[20 + len(self._workloads)])
-            labels = namespace_labels(self._mode, spec.namespace) if spec.in_mesh else {}
+            # Every client namespace is labelled for the mode, whichever client comes first (as the live
+            # deployer does); a client outside the mesh opts out by a label of its own pod.
+            labels = namespace_labels(self._mode, spec.namespace)
+            address = self._planned_address(spec)
             self._workloads[spec.ref] = Workload(
                 spec, f"{spec.name}-planned", address, spec.dataplane(self._mode), labels
             )
         return self._workloads[spec.ref]
+
+    def _planned_address(self, spec: WorkloadSpec) -> str:
+        """A pod address fixed per known workload, so a check's plan does not depend on which checks ran
+        before it; other workloads follow in order of first use."""
+        hosts = list(PLANNED_POD_RANGE.hosts())
+        known = list(WORKLOADS)
+        if spec.ref in known:
+            return str(hosts[PLANNED_FIRST_POD + known.index(spec.ref)])
+        others = sum(1 for ref in self._workloads if ref not in known)
+        return str(hosts[PLANNED_FIRST_POD + len(known) + others])
 
     def probe_client(self) -> Workload:
         spec = WorkloadSpec(
@@ -173,6 +186,9 @@ class PlanRuntime:
             hosts = list(PLANNED_POD_RANGE.hosts())
             self._workloads[spec.ref] = Workload(spec, "probe-planned", str(hosts[9]), Dataplane.NONE, {})
         return self._workloads[spec.ref]
+
+    def await_sidecar(self, client: Workload) -> None:
+        return None
 
     def egress_gateway(self) -> EgressGatewayInfo | None:
         return self._gateway if self._mode is MeshMode.SIDECAR else None

@@ -269,6 +269,10 @@ class Runtime(Protocol):
         """The external world's own curl pod, outside the mesh (sends positive-control requests)."""
         ...
 
+    def await_sidecar(self, client: Workload) -> None:
+        """Wait until the client's ready pods run Istio's ``istio-proxy`` sidecar; fail when they never do."""
+        ...
+
     def egress_gateway(self) -> EgressGatewayInfo | None:
         """The egress gateway, or None when the mesh has none (an existing installation without one)."""
         ...

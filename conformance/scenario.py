@@ -87,6 +87,7 @@ from conformance.runtime import (
     Workload,
 )
 from conformance.validation import SchemaRegistry, Validator
+from conformance.workloads import SIDECAR_CONTAINER
 
 __all__ = [
     "ALLOW_ANY",
@@ -511,6 +512,18 @@ class Client:
         spec = self.workload.spec
         source = LogSource(ProxyKind.SIDECAR, spec.ref, spec.namespace, spec.selector)
         return Proxy(self._step, source)
+
+    def has_sidecar(self) -> None:
+        """The client's pods run Istio's ``istio-proxy`` sidecar: as a container, or as the native sidecar
+        (an init container that keeps running) Istio injects on recent Kubernetes. Recorded as a wait."""
+        step = self._step
+        workload = self.workload
+        what = f"{workload.ref} pods run the {SIDECAR_CONTAINER} sidecar"
+        step.run.actions.use_workload(workload.record())
+        step.run.actions.use_namespace(workload.namespace, workload.namespace_labels)
+        with evidence.step(what):
+            step._record("wait", what=what, client=workload.ref, container=SIDECAR_CONTAINER)
+            step.runtime.await_sidecar(workload)
 
     def curl(self, *args: str) -> Request:
         """The documented command, e.g. ``curl("-sI", "http://aliyun.com")``."""

@@ -13,7 +13,11 @@ import pytest
 
 from conformance import PROJECT_ROOT
 from conformance.catalogue import CATALOGUE
-from conformance.planning import overlay_egress_gateway, planned_host_addresses, validate_plan
+from conformance.planning import PlanRuntime, overlay_egress_gateway, planned_host_addresses, validate_plan
+from conformance.runtime import Dataplane, WorkloadSpec
+from conformance.settings import MeshMode
+from conformance.timeouts import DEFAULT_TIMEOUTS
+from conformance.workloads import FRONTEND_SLEEP, FRONTEND_SLEEP_WITHOUT_SIDECAR, WORKLOADS
 from tests.plan_run import PlanRun
 
 GOLDEN = PROJECT_ROOT / "tests" / "data" / "golden" / "plan"
@@ -60,17 +64,44 @@ def test_plan_prints_each_step_in_order(catalogue_plan: PlanRun) -> None:
 def test_no_secret_material_in_the_plan(catalogue_plan: PlanRun) -> None:
     text = (catalogue_plan.report_dir / "plan.json").read_text(encoding="utf-8")
     assert "PRIVATE KEY" not in text
-    for check in catalogue_plan.plan["checks"]:
-        for action in check["actions"]:
-            for resource in action.get("resources", []):
-                if resource.get("kind") == "Secret":
-                    assert set(resource.get("data", {}).values()) == {"<redacted>"}
+    secrets = [
+        resource
+        for check in catalogue_plan.plan["checks"]
+        for action in check["actions"]
+        if action["type"] == "apply"  # a delete names its objects, it carries no data
+        for resource in action["resources"]
+        if resource.get("kind") == "Secret"
+    ]
+    assert secrets, "the catalogue applies Secrets (MTLS: istio-system/test.client)"
+    for secret in secrets:
+        assert set(secret.get("data", {}).values()) == {"<redacted>"}
 
 
 def test_planned_addresses_are_stable() -> None:
     addresses = planned_host_addresses()
     assert addresses["aliyun.com"] == "10.96.100.11"
     assert len(set(addresses.values())) == len(addresses)
+
+
+def test_planned_workload_addresses_do_not_depend_on_the_order_of_first_use() -> None:
+    forward, backward = PlanRuntime(MeshMode.SIDECAR, DEFAULT_TIMEOUTS), PlanRuntime(MeshMode.SIDECAR, DEFAULT_TIMEOUTS)
+    specs = list(WORKLOADS.values())
+    first = {spec.ref: forward.workload(spec).ip for spec in specs}
+    second = {spec.ref: backward.workload(spec).ip for spec in reversed(specs)}
+    assert first == second
+    assert first["default/sleep"] == "10.244.0.21"
+    assert len(set(first.values())) == len(specs)
+    unknown = WorkloadSpec("elsewhere", "curl", "workloads/sleep.yaml", "sleep", "default", {"app": "curl"})
+    assert forward.workload(unknown).ip not in first.values()
+
+
+def test_a_client_outside_the_mesh_shares_its_namespace_labels_with_the_mesh_clients() -> None:
+    runtime = PlanRuntime(MeshMode.SIDECAR, DEFAULT_TIMEOUTS)
+    outside = runtime.workload(FRONTEND_SLEEP_WITHOUT_SIDECAR)
+    assert outside.dataplane is Dataplane.NONE
+    assert (
+        outside.namespace_labels == runtime.workload(FRONTEND_SLEEP).namespace_labels == {"istio-injection": "enabled"}
+    )
 
 
 def test_overlay_gateway_matches_the_sidecar_overlay() -> None:
@@ -96,7 +127,7 @@ def test_plan_of_check_matches_reviewed_golden_file(catalogue_plan: PlanRun, gol
 
 
 def test_golden_files_exist_for_the_reviewed_checks() -> None:
-    assert {p.stem for p in golden_files()} >= {"EGW-04.sidecar"}
+    assert {p.stem for p in golden_files()} >= {"EGW-04.sidecar", "NSD-06.sidecar", "MTLS-04a.sidecar"}
 
 
 def test_collect_only_selects_one_check_by_id_without_a_cluster(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ from conformance.scenario import (
 )
 from conformance.settings import MeshMode
 from conformance.timeouts import DEFAULT_TIMEOUTS, Timeouts
-from conformance.workloads import SLEEP
+from conformance.workloads import FRONTEND_SLEEP, SLEEP
 
 VARIABLES = {"INGRESS_GATEWAY_IP": "10.96.0.9"}
 
@@ -158,6 +158,9 @@ class RecordingRuntime:
 
     def probe_client(self) -> Workload:
         return PlanRuntime(MeshMode.SIDECAR, DEFAULT_TIMEOUTS).probe_client()
+
+    def await_sidecar(self, client: Workload) -> None:
+        self.calls.append(("sidecar", client.ref))
 
     def egress_gateway(self) -> EgressGatewayInfo | None:
         return self.gateway
@@ -389,3 +392,15 @@ def test_outcome_grammar_round_trips_through_the_plan_record() -> None:
     record = step.run.actions.actions[-1].as_dict()
     assert record["expect"] == {"outcome": "http(403)", "headerEquals": {"server": "envoy"}}
     assert record["until"] == "holds" and record["client"] == "default/sleep"
+
+
+def test_sidecar_presence_is_asked_of_the_runtime_and_recorded_as_a_wait() -> None:
+    runtime = RecordingRuntime()
+    step = new_step(runtime, "NSD-01")
+    Client(step, runtime.workload(FRONTEND_SLEEP)).has_sidecar()
+    assert calls_of(runtime, "sidecar") == ["demo-frontend/sleep"]
+    (action,) = [a.as_dict() for a in step.run.actions.actions]
+    assert action["type"] == "wait"
+    assert (action["client"], action["container"]) == ("demo-frontend/sleep", "istio-proxy")
+    assert action["what"] == "demo-frontend/sleep pods run the istio-proxy sidecar"
+    assert "demo-frontend/sleep" in step.run.actions.workloads

@@ -1,0 +1,114 @@
+"""MTLS — the egress gateway originates mTLS to an external mTLS service (seed 002_cc7ee192d894de70.txt).
+
+The sleep pod in default calls the external ingress by address with ``Host: test.com``. The seed registers
+test.com at that address, sends it through the egress gateway over mesh mTLS, then has the gateway connect
+to test.com:443 with the client certificate ``test.client``, and finally denies one path at the gateway.
+
+Each check applies every resource of its step, so it runs alone. The seed takes for granted that sidecars
+speak mTLS to its ``ISTIO_MUTUAL`` gateway server; upstream's gateway pods lack the label that makes
+auto-mTLS do so, and then ``step.sidecars_reach`` adds the gateway-host DestinationRule the specification
+prescribes (recorded per check; nothing is added for a gateway that has the label).
+"""
+
+from __future__ import annotations
+
+from conformance.catalogue import check
+from conformance.scenario import (
+    ALLOW_ANY,
+    ISTIO_MUTUAL,
+    REGISTRY_ONLY,
+    Client,
+    EgressGateway,
+    Step,
+    http,
+    port,
+)
+
+SERVICE_ENTRY = "mtls/service-entry.yaml"
+GATEWAY_HOP = ("mtls/gateway.yaml", "mtls/virtual-service.yaml")
+#: Step 4 as a whole: the route to 443, the client certificate's secret, the MUTUAL DestinationRule.
+MTLS_ORIGINATION = ("mtls/gateway.yaml", "mtls/virtual-service-mtls.yaml", "mtls/test-client-secret.yaml",
+                    "mtls/destination-rule.yaml")  # fmt: skip
+HOST_TEST_COM = ("-H", "host:test.com")
+DENIED_BY_POLICY = "rbac_access_denied_matched_policy[ns[istio-system]-policy[test]-rule[0]]"
+
+
+@check("MTLS-01")
+def test_ingress_answers_by_address_with_host_test_com(step: Step, sleep: Client) -> None:
+    step.mesh(outbound=ALLOW_ANY)
+    sleep.curl(*HOST_TEST_COM, "$INGRESS_GATEWAY_IP/status/418").converges_to(http(418), body_contains="teapot")
+
+
+@check("MTLS-02")
+def test_static_service_entry_keeps_test_com_reachable(step: Step, sleep: Client) -> None:
+    step.mesh(outbound=REGISTRY_ONLY)
+    step.apply(SERVICE_ENTRY)
+    sleep.curl(*HOST_TEST_COM, "$INGRESS_GATEWAY_IP/status/418").converges_to(http(418))
+
+
+@check("MTLS-03")
+def test_request_goes_through_the_gateway_over_mesh_mtls(
+    step: Step, sleep: Client, egress_gateway: EgressGateway
+) -> None:
+    step.mesh(outbound=REGISTRY_ONLY)
+    step.apply(SERVICE_ENTRY, *GATEWAY_HOP)
+    step.sidecars_reach(egress_gateway, over=ISTIO_MUTUAL, namespace=sleep.namespace)
+    r = sleep.curl(*HOST_TEST_COM, "$INGRESS_GATEWAY_IP/status/418").converges_to(http(418))
+    egress_gateway.log_for(r).has(upstream_cluster="outbound|80||test.com", response_code=418)
+
+
+@check("MTLS-04a")
+def test_gateway_originates_mtls_with_the_client_certificate(
+    step: Step, sleep: Client, egress_gateway: EgressGateway
+) -> None:
+    """``server: envoy`` is asserted because upstream shows it, but the client's own sidecar writes it on
+    every response; the gateway's log (MTLS-04c) is what shows the origination."""
+    step.mesh(outbound=REGISTRY_ONLY)
+    step.apply(SERVICE_ENTRY, *MTLS_ORIGINATION)
+    step.sidecars_reach(egress_gateway, over=ISTIO_MUTUAL, namespace=sleep.namespace)
+    sleep.curl(*HOST_TEST_COM, "$INGRESS_GATEWAY_IP/status/200", "-I").converges_to(
+        http(200), headers={"server": "envoy"}
+    )
+
+
+@check("MTLS-04b")
+def test_external_ingress_denies_the_client_certificate_on_status_418(
+    step: Step, sleep: Client, egress_gateway: EgressGateway
+) -> None:
+    """A positive check: the 403 is the external ingress recognising test.client, which only happens when
+    the gateway's mTLS origination works. The gateway holds no policy in this step and logs the 403 as
+    its upstream's (``via_upstream``), not as a decision of its own."""
+    step.mesh(outbound=REGISTRY_ONLY)
+    step.apply(SERVICE_ENTRY, *MTLS_ORIGINATION)
+    step.sidecars_reach(egress_gateway, over=ISTIO_MUTUAL, namespace=sleep.namespace)
+    r = sleep.curl(*HOST_TEST_COM, "$INGRESS_GATEWAY_IP/status/418").converges_to(http(403), body="RBAC: access denied")
+    egress_gateway.log_for(r).has(
+        upstream_cluster="outbound|443||test.com", response_code=403, response_code_details="via_upstream"
+    )
+
+
+@check("MTLS-04c")
+def test_gateway_log_shows_the_origination_to_port_443(
+    step: Step, sleep: Client, egress_gateway: EgressGateway
+) -> None:
+    """The seed reads the gateway's last log line after its /status/418 request: that request's entry."""
+    step.mesh(outbound=REGISTRY_ONLY)
+    step.apply(SERVICE_ENTRY, *MTLS_ORIGINATION)
+    step.sidecars_reach(egress_gateway, over=ISTIO_MUTUAL, namespace=sleep.namespace)
+    r = sleep.curl(*HOST_TEST_COM, "$INGRESS_GATEWAY_IP/status/418").converges_to(http(403))
+    egress_gateway.log_for(r).has(upstream_cluster="outbound|443||test.com", upstream_host=port(443))
+
+
+@check("MTLS-05")
+def test_gateway_denies_the_sleep_principal_on_headers_only(
+    step: Step, sleep: Client, egress_gateway: EgressGateway
+) -> None:
+    """The policy matches all three attributes: the principal of the sidecar's mesh certificate (the
+    gateway terminates that mTLS), host test.com (the Host header curl sends to the address) and path
+    /headers. Its RBAC filter answers the 403 itself and names the policy in its log; other paths pass."""
+    step.mesh(outbound=REGISTRY_ONLY)
+    step.apply(SERVICE_ENTRY, *MTLS_ORIGINATION, "mtls/authorization-policy.yaml")
+    step.sidecars_reach(egress_gateway, over=ISTIO_MUTUAL, namespace=sleep.namespace)
+    r = sleep.curl(*HOST_TEST_COM, "$INGRESS_GATEWAY_IP/headers").is_denied(http(403), body="RBAC: access denied")
+    egress_gateway.log_for(r).has(response_code=403, response_code_details=DENIED_BY_POLICY)
+    sleep.curl(*HOST_TEST_COM, "$INGRESS_GATEWAY_IP/status/200", "-I").converges_to(http(200))

@@ -1,0 +1,105 @@
+"""NSD — deny one namespace's egress at the egress gateway (seed 004_d84b0b36a19207dd.txt).
+
+The seed routes demo-frontend's requests for www.aliyun.com through the egress gateway, over mesh mTLS, and
+denies them there by source namespace. Its security note adds that a pod without a sidecar is not held to
+that policy until a NetworkPolicy closes the direct way out, and a warning that the ServiceEntry must
+resolve by DNS.
+
+Each check applies every resource of its step, so it runs alone. The sidecar -> gateway hop needs no
+adaptation in this family: the seed's own DestinationRule subset sets ``ISTIO_MUTUAL`` on the sidecars'
+cluster, which overrides what auto-mTLS would pick from the gateway pods' labels.
+"""
+
+from __future__ import annotations
+
+from conformance.catalogue import check
+from conformance.scenario import CONN_REFUSED, REGISTRY_ONLY, TIMEOUT, Client, EgressGateway, Step, http
+
+SERVICE_ENTRY = "nsd/service-entry.yaml"
+GATEWAY_HOP = ("nsd/gateway.yaml", "nsd/destination-rule.yaml", "nsd/virtual-service.yaml")
+DENY_DEMO_FRONTEND = "nsd/authorization-policy.yaml"
+#: The gateway's RBAC filter names the matched policy in its log (Istio: ns[<ns>]-policy[<name>]-rule[<i>]).
+DENIED_BY_POLICY = "rbac_access_denied_matched_policy[ns[istio-system]-policy[deny-demo-frontend]-rule[0]]"
+
+
+@check("NSD-01")
+def test_sleep_in_demo_frontend_runs_a_sidecar(step: Step, frontend_sleep: Client) -> None:
+    frontend_sleep.has_sidecar()
+
+
+@check("NSD-02")
+def test_service_entry_in_istio_system_lets_demo_frontend_out(step: Step, frontend_sleep: Client) -> None:
+    step.mesh(outbound=REGISTRY_ONLY)
+    step.apply(SERVICE_ENTRY)
+    frontend_sleep.curl("-sI", "http://www.aliyun.com").converges_to(http(301))
+
+
+@check("NSD-03")
+def test_demo_frontend_goes_through_the_gateway_over_mtls(
+    step: Step, frontend_sleep: Client, egress_gateway: EgressGateway
+) -> None:
+    step.mesh(outbound=REGISTRY_ONLY)
+    step.apply(SERVICE_ENTRY, *GATEWAY_HOP)
+    r = frontend_sleep.curl("-sI", "http://www.aliyun.com").converges_to(http(301))
+    egress_gateway.log_for(r).has(upstream_cluster="outbound|80||www.aliyun.com", response_code=301)
+
+
+@check("NSD-04")
+def test_gateway_denies_the_demo_frontend_namespace(
+    step: Step, frontend_sleep: Client, egress_gateway: EgressGateway
+) -> None:
+    """``server: envoy`` holds but proves little: the client's own sidecar overwrites the Server header of
+    every response (the gateway writes ``istio-envoy``). The gateway's log entry shows the 403 is its
+    RBAC filter's, matching the seed's DENY policy."""
+    step.mesh(outbound=REGISTRY_ONLY)
+    step.apply(SERVICE_ENTRY, *GATEWAY_HOP, DENY_DEMO_FRONTEND)
+    r = frontend_sleep.curl("-sI", "http://www.aliyun.com").is_denied(http(403), headers={"server": "envoy"})
+    egress_gateway.log_for(r).has(response_code=403, response_code_details=DENIED_BY_POLICY)
+
+
+@check("NSD-05")
+def test_pod_without_sidecar_bypasses_the_gateway_policy(
+    step: Step, frontend_sleep: Client, frontend_sleep_without_sidecar: Client, egress_gateway: EgressGateway
+) -> None:
+    """The bypass means something only while the policy holds: the sidecar pod is denied by it first."""
+    step.mesh(outbound=REGISTRY_ONLY)
+    step.apply(SERVICE_ENTRY, *GATEWAY_HOP, DENY_DEMO_FRONTEND)
+    r = frontend_sleep.curl("-sI", "http://www.aliyun.com").is_denied(http(403), headers={"server": "envoy"})
+    egress_gateway.log_for(r).has(response_code=403, response_code_details=DENIED_BY_POLICY)
+    frontend_sleep_without_sidecar.curl("-sI", "http://www.aliyun.com").converges_to(http(301))
+
+
+@check("NSD-06")
+def test_network_policy_closes_the_bypass(
+    step: Step, frontend_sleep: Client, frontend_sleep_without_sidecar: Client, egress_gateway: EgressGateway
+) -> None:
+    """The pod without a sidecar first gets through (as in NSD-05), then the NetworkPolicy drops its direct
+    connection: curl gives up (timeout), or the network refuses it. The sidecar pod still reaches the
+    gateway through the policy's first rule, and the gateway still denies it."""
+    step.mesh(outbound=REGISTRY_ONLY)
+    step.apply(SERVICE_ENTRY, *GATEWAY_HOP, DENY_DEMO_FRONTEND)
+    with step.documented("Security considerations: a pod without a sidecar bypasses the gateway"):
+        frontend_sleep_without_sidecar.curl("-sI", "http://www.aliyun.com").converges_to(http(301))
+    with step.documented("Security considerations: a NetworkPolicy allows egress only through the gateway"):
+        step.apply("nsd/network-policy.yaml")
+        frontend_sleep_without_sidecar.curl("-sI", "http://www.aliyun.com").is_denied(TIMEOUT | CONN_REFUSED)
+        r = frontend_sleep.curl("-sI", "http://www.aliyun.com").is_denied(http(403), headers={"server": "envoy"})
+        egress_gateway.log_for(r).has(response_code=403, response_code_details=DENIED_BY_POLICY)
+
+
+@check("NSD-07")
+def test_service_entry_without_resolution_fails_through_the_gateway(
+    step: Step, frontend_sleep: Client, egress_gateway: EgressGateway
+) -> None:
+    """The working route first (DNS, 301 through the gateway), then only the resolution changes: any
+    answer seen after that comes from the NONE entry, not from configuration still arriving. Upstream,
+    the gateway's original-destination cluster sends the request to the gateway's own pod port, in
+    plain text, where the seed's mTLS-only server closes the connection: most likely a 503."""
+    step.mesh(outbound=REGISTRY_ONLY)
+    step.apply(SERVICE_ENTRY, *GATEWAY_HOP)
+    r = frontend_sleep.curl("-sI", "http://www.aliyun.com").converges_to(http(301))
+    egress_gateway.log_for(r).has(upstream_cluster="outbound|80||www.aliyun.com", response_code=301)
+    with step.documented("Step 3: the ServiceEntry with resolution NONE, against the seed's warning"):
+        step.apply("nsd/service-entry-resolution-none.yaml")
+        failed = frontend_sleep.curl("-sI", "http://www.aliyun.com").stays(~http(301))
+        step.record_observed("www.aliyun.com through the gateway with resolution NONE", failed)
