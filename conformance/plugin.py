@@ -32,7 +32,15 @@ from conformance.report import (
     write_allure_environment,
     write_report,
 )
-from conformance.settings import OPTIONS, IstioSource, MeshMode, Settings, SettingsError, option_values
+from conformance.settings import (
+    OPTIONS,
+    IstioSource,
+    MeshMode,
+    Settings,
+    SettingsError,
+    check_writable_directory,
+    option_values,
+)
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 E2E_REQUESTED_KEY = pytest.StashKey[bool]()
@@ -80,12 +88,15 @@ def e2e_requested(markexpr: str) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     for line in MARKERS:
         config.addinivalue_line("markers", line)
+    requested = e2e_requested(config.getoption("markexpr", "") or "")
     try:
         settings = Settings.from_sources(option_values(config.getoption))
+        if requested:
+            # Checked before Allure or JUnit try to create anything there.
+            check_writable_directory("--report-dir", settings.report_dir)
     except SettingsError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SETTINGS_KEY] = settings
-    requested = e2e_requested(config.getoption("markexpr", "") or "")
     config.stash[E2E_REQUESTED_KEY] = requested
     if requested:
         _attach_live_progress(config)

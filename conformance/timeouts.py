@@ -9,6 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 
+#: Accepted ``--timeout-scale`` factors: below the minimum a deadline is shorter than one poll interval and
+#: one curl attempt; above the maximum a stuck step would hold a CI runner for days.
+TIMEOUT_SCALE_MIN = 0.1
+TIMEOUT_SCALE_MAX = 100.0
+
+
 @dataclass(frozen=True)
 class Timeouts:
     """Deadlines in seconds."""
