@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
-
 #: Accepted ``--timeout-scale`` factors: below the minimum a deadline is shorter than one poll interval and
 #: one curl attempt; above the maximum a stuck step would hold a CI runner for days.
 TIMEOUT_SCALE_MIN = 0.1
