@@ -20,7 +20,9 @@ import pytest
 from conformance import progress
 from conformance.cluster import ClusterHandle, container_engine_problem, provide_cluster
 from conformance.external import ExternalWorld, new_pki, provide_external_world
-from conformance.istio import IstioError, IstioInstaller, detect_installed, istiod_present
+from conformance.istio_components import IstioError
+from conformance.istio_detection import detect_installed, istiod_present
+from conformance.istio_install import IstioInstaller
 from conformance.kube import Kube
 from conformance.pki import RunPKI
 from conformance.report import (

@@ -320,17 +320,6 @@ def test_exists_matches_whole_names(tmp_path: Path, kind: FakeExecutable, stdout
     assert kind.argvs() == [["get", "clusters"]]
 
 
-def test_load_images(tmp_path: Path, kind: FakeExecutable) -> None:
-    cluster_ = kind_cluster(tmp_path, kind)
-
-    cluster_.load_images([])
-    cluster_.load_images(["curlimages/curl:8.16.0", "mccutchen/go-httpbin:v2.15.0"])
-
-    assert kind.argvs() == [
-        ["load", "docker-image", "curlimages/curl:8.16.0", "mccutchen/go-httpbin:v2.15.0", "--name", NAME]
-    ]
-
-
 def test_kind_command_past_its_deadline_is_killed(tmp_path: Path, kind: FakeExecutable) -> None:
     kind.on("get", "clusters", delay=30)
     started = time.monotonic()
