@@ -11,16 +11,16 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 import yaml
 
 from conformance import MANIFESTS_DIR, binaries, progress
-from conformance.istio_components import IstioError
-from conformance.kube import Kube, ObjectRef
+from conformance.istio_components import IstioError, ObjectReader
+from conformance.kube import ObjectRef
 from conformance.processes import is_safe_download_url
 from conformance.timeouts import Timeouts
 
@@ -31,6 +31,14 @@ GATEWAY_API_DIR = MANIFESTS_DIR / "gateway-api"
 
 _BUNDLE_VERSION = re.compile(r"^v(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.-]+)?$")
 _YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class CrdKube(ObjectReader, Protocol):
+    """The part of ``conformance.kube.Kube`` that applying CRDs needs (what apply returns is not used)."""
+
+    def apply(self, docs: Iterable[Mapping[str, Any]], default_namespace: str | None = None) -> object: ...
+
+    def wait_crds_established(self, names: Iterable[str], timeout: float) -> None: ...
 
 
 def gateway_api_bundle_url(version: str) -> str:
@@ -95,7 +103,7 @@ def load_gateway_api_bundle(version: str, cache_dir: Path) -> list[dict[str, Any
     return docs
 
 
-def ensure_gateway_api_crds(kube: Kube, version: str, cache_dir: Path, timeouts: Timeouts) -> list[ObjectRef]:
+def ensure_gateway_api_crds(kube: CrdKube, version: str, cache_dir: Path, timeouts: Timeouts) -> list[ObjectRef]:
     """Apply the Gateway API bundle ``version`` where the cluster lacks it; return what this created.
 
     A CRD is applied when it is missing or carries an older bundle version; a newer one is left alone

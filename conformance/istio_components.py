@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from conformance.kube import ObjectRef
 
@@ -17,6 +18,12 @@ ISTIOD = "istiod"
 EGRESS_GATEWAY = "istio-egressgateway"
 ZTUNNEL = "ztunnel"
 ISTIO_CNI = "istio-cni-node"
+
+
+class ObjectReader(Protocol):
+    """The part of ``conformance.kube.Kube`` that reads one object."""
+
+    def get(self, ref: ObjectRef) -> dict[str, Any] | None: ...
 
 
 class IstioError(RuntimeError):

@@ -15,10 +15,10 @@ from conformance.istio_components import (
     ISTIOD,
     ZTUNNEL,
     IstioError,
+    ObjectReader,
     Workload,
     WorkloadKind,
 )
-from conformance.kube import Kube
 from conformance.settings import MeshMode
 
 _IMAGE_VARIANT = re.compile(r"-(distroless|debug)$")
@@ -47,12 +47,12 @@ def version_from_image(image: str) -> str:
     return match.group(1)
 
 
-def istiod_present(kube: Kube) -> bool:
+def istiod_present(kube: ObjectReader) -> bool:
     """Whether an Istio control plane (default revision) runs in the cluster."""
     return kube.get(Workload(WorkloadKind.DEPLOYMENT, ISTIOD).ref) is not None
 
 
-def detect_installed(kube: Kube) -> InstalledIstio:
+def detect_installed(kube: ObjectReader) -> InstalledIstio:
     """Version and data-plane modes of the Istio already in the cluster (default revision)."""
     istiod = kube.get(Workload(WorkloadKind.DEPLOYMENT, ISTIOD).ref)
     if istiod is None:
@@ -81,7 +81,7 @@ def _istiod_image(deployment: Mapping[str, Any]) -> str:
     return image
 
 
-def _daemon_set_present(kube: Kube, name: str) -> bool:
+def _daemon_set_present(kube: ObjectReader, name: str) -> bool:
     # GKE puts node agents in kube-system (operator/pkg/render/manifest.go clusterSpecificSettings).
     return any(
         kube.get(Workload(WorkloadKind.DAEMON_SET, name, namespace).ref) is not None

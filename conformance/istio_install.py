@@ -9,12 +9,13 @@ option.go). Everything else goes through ``Kube``. Ambient mode first gets the G
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from conformance import MANIFESTS_DIR, progress, versions
-from conformance.gateway_api import ensure_gateway_api_crds
+from conformance.gateway_api import CrdKube, ensure_gateway_api_crds
 from conformance.istio_components import (
     EGRESS_GATEWAY,
     ISTIO_CNI,
@@ -27,10 +28,19 @@ from conformance.istio_components import (
     WorkloadKind,
 )
 from conformance.istioctl import resolve_istioctl
-from conformance.kube import Kube, KubeError, ObjectRef
+from conformance.kube import KubeError, ObjectRef
 from conformance.processes import run_tool
 from conformance.settings import MeshMode, Settings
 from conformance.timeouts import Timeouts
+
+
+class InstallerKube(CrdKube, Protocol):
+    """The part of ``conformance.kube.Kube`` the installer needs."""
+
+    def delete(self, refs: Iterable[ObjectRef], timeout: float, wait: bool = True) -> None: ...
+
+    def wait_rollout(self, kind: str, namespace: str, name: str, timeout: float) -> None: ...
+
 
 OVERLAYS: Mapping[MeshMode, Path] = {
     MeshMode.SIDECAR: MANIFESTS_DIR / "istio" / "sidecar.yaml",
@@ -56,7 +66,7 @@ class IstioInstaller:
     """Installs and removes Istio on one cluster with one istioctl."""
 
     istioctl: Path
-    kube: Kube
+    kube: InstallerKube
     kubeconfig: Path
     context: str | None
     timeouts: Timeouts
@@ -69,7 +79,9 @@ class IstioInstaller:
     istio_namespace_preexisted: bool = False
 
     @classmethod
-    def from_settings(cls, settings: Settings, kube: Kube, kubeconfig: Path, context: str | None) -> IstioInstaller:
+    def from_settings(
+        cls, settings: Settings, kube: InstallerKube, kubeconfig: Path, context: str | None
+    ) -> IstioInstaller:
         return cls(
             istioctl=resolve_istioctl(settings),
             kube=kube,

@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import contextlib
 import enum
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
 
 import yaml
 
 from conformance import progress
-from conformance.istio_components import ISTIO_NAMESPACE, IstioError
-from conformance.kube import Kube, ObjectRef
+from conformance.istio_components import ISTIO_NAMESPACE, IstioError, ObjectReader
+from conformance.kube import ObjectRef
 
 MESH_CONFIGMAP = "istio"
 MESH_CONFIGMAP_KEY = "mesh"
+
+
+class MeshConfigKube(ObjectReader, Protocol):
+    """The part of ``conformance.kube.Kube`` that changing the mesh config needs."""
+
+    def merge_patch(self, ref: ObjectRef, patch: Mapping[str, Any]) -> dict[str, Any]: ...
 
 
 class OutboundMode(enum.StrEnum):
@@ -29,7 +36,7 @@ class OutboundMode(enum.StrEnum):
 
 
 @contextlib.contextmanager
-def outbound_traffic_policy(kube: Kube, mode: OutboundMode) -> Iterator[None]:
+def outbound_traffic_policy(kube: MeshConfigKube, mode: OutboundMode) -> Iterator[None]:
     """Set meshConfig.outboundTrafficPolicy.mode for the body; afterwards (also when it raises) put the
     original mesh config text back exactly as it was.
 

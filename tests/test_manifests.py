@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -111,7 +112,7 @@ def test_schema_bundles_cover_the_kinds_scenarios_use() -> None:
         ),
     ],
 )
-def test_validator_rejects(doc: dict, fragment: str, validator: Validator) -> None:
+def test_validator_rejects(doc: dict[str, Any], fragment: str, validator: Validator) -> None:
     problems = validator.validate(doc)
     assert problems and fragment in str(problems[0])
 

@@ -7,6 +7,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -242,7 +243,7 @@ class IstiodOnly:
     def __init__(self, image: str | None) -> None:
         self.image = image
 
-    def get(self, ref: object) -> dict | None:
+    def get(self, ref: object) -> dict[str, Any] | None:
         if self.image is None or getattr(ref, "name", None) != "istiod":
             return None
         return {"spec": {"template": {"spec": {"containers": [{"name": "discovery", "image": self.image}]}}}}
