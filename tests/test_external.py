@@ -78,7 +78,7 @@ corp.example:53 {
     loadbalance
 }"""
 
-FAST = Timeouts(rollout=5, delete=5, dns_ready=0.5, converge=0.5, request=5, poll_interval=0.001)
+FAST = Timeouts(rollout=5, delete=5, dns_ready=0.2, converge=0.2, request=5, poll_interval=0.001)
 
 IMAGES = {
     "docker.io/curlimages/curl:8.16.0",

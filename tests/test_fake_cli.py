@@ -16,7 +16,7 @@ from conformance.istio_components import IstioError
 from conformance.istio_install import IstioInstaller
 from conformance.settings import MeshMode
 from conformance.timeouts import DEFAULT_TIMEOUTS
-from tests.fakes.cli import RECORDED, load_spec, recorded_spec
+from tests.fakes.cli import RECORDED, check, load_spec, recorded_spec
 from tests.fakes.executables import FakeBin
 
 KIND = load_spec(RECORDED["kind"])
@@ -105,26 +105,26 @@ ISTIOCTL_VERDICTS: list[tuple[list[str], str | None]] = [
 
 @pytest.mark.parametrize(("argv", "error"), KIND_VERDICTS, ids=[" ".join(a) for a, _ in KIND_VERDICTS])
 def test_kind_command_lines(argv: list[str], error: str | None) -> None:
-    refusal = KIND.check(argv)
-    assert (refusal.message if refusal else None) == error
-    assert refusal is None or refusal.exit_code == 1
+    refusal = check(KIND, argv)
+    assert (refusal[0] if refusal else None) == error
+    assert refusal is None or refusal[1] == 1
 
 
 @pytest.mark.parametrize(("argv", "error"), ISTIOCTL_VERDICTS, ids=[" ".join(a) for a, _ in ISTIOCTL_VERDICTS])
 def test_istioctl_command_lines(argv: list[str], error: str | None) -> None:
-    refusal = ISTIOCTL.check(argv)
-    assert (refusal.message if refusal else None) == error
-    assert refusal is None or refusal.exit_code == 64
+    refusal = check(ISTIOCTL, argv)
+    assert (refusal[0] if refusal else None) == error
+    assert refusal is None or refusal[1] == 64
 
 
 def test_recorded_help_is_of_the_pinned_releases() -> None:
     assert RECORDED["kind"] == f"kind-{versions.KIND.version}"
     major, minor, _ = versions.parse_istio_version(versions.DEFAULT_ISTIO_VERSION)
     assert RECORDED["istioctl"] == f"istioctl-{major}.{minor}"
-    assert set(KIND.commands["create cluster"].flags) == {
+    assert set(KIND["commands"]["create cluster"]["flags"]) == {
         "config", "help", "image", "kubeconfig", "name", "retain", "wait", "quiet", "verbosity",
     }  # fmt: skip
-    assert {"purge", "skip-confirmation", "kubeconfig", "context"} <= set(ISTIOCTL.commands["uninstall"].flags)
+    assert {"purge", "skip-confirmation", "kubeconfig", "context"} <= set(ISTIOCTL["commands"]["uninstall"]["flags"])
 
 
 def test_a_fake_refuses_like_the_real_tool_and_records_the_refusal(fake_bin: FakeBin) -> None:

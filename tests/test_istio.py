@@ -320,7 +320,7 @@ def test_a_hanging_istioctl_is_bounded(fake_bin: FakeBin, tmp_path: Path) -> Non
     istioctl = fake_bin("istioctl")
     istioctl.on("install", delay=30)
     setup = installer(istioctl.path, RecordingKube(), tmp_path)
-    setup.timeouts = DEFAULT_TIMEOUTS.scaled(0.5 / DEFAULT_TIMEOUTS.istio_install)
+    setup.timeouts = DEFAULT_TIMEOUTS.scaled(0.2 / DEFAULT_TIMEOUTS.istio_install)
     with pytest.raises(IstioError, match="deadline istio_install"):
         setup.install(MeshMode.SIDECAR)
 

@@ -16,7 +16,7 @@ from conformance.manifests import (
     placeholders,
     render_text,
 )
-from conformance.validation import NON_API_KINDS, SchemaRegistry, Validator
+from conformance.validation import NON_API_KINDS, Validator
 
 SAMPLE_VARIABLES: dict[str, str] = {
     str(k): str(v)
@@ -48,8 +48,8 @@ def test_manifest_validates_strictly(path: Path, validator: Validator) -> None:
     assert not problems, "\n".join(problems)
 
 
-def test_schema_bundles_cover_the_kinds_scenarios_use() -> None:
-    kinds = SchemaRegistry.from_files().kinds()
+def test_schema_bundles_cover_the_kinds_scenarios_use(validator: Validator) -> None:
+    kinds = validator.registry.kinds()
     for needed in [
         ("networking.istio.io/v1", "ServiceEntry"),
         ("networking.istio.io/v1", "Gateway"),

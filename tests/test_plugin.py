@@ -64,7 +64,8 @@ def no_docker_path(tmp_path: Path, docker_script: str | None) -> str:
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess("-p", "conformance.plugin", "-p", "no:cacheprovider", *args)
+    """pytest in this process (the plugin comes from its entry point, as in a user's run)."""
+    return pytester.runpytest_inprocess("-p", "no:cacheprovider", *args)
 
 
 def test_plain_pytest_skips_scenarios_with_one_reason(pytester: pytest.Pytester) -> None:

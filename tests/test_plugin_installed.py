@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,30 +28,72 @@ def test_scenario():
 """
 
 
-def run_pytest_outside(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    assert not cwd.resolve().is_relative_to(PROJECT_ROOT.resolve())
-    env = {
+@dataclass(frozen=True)
+class OutsideRun:
+    """One pytest run from a directory outside the checkout, and what it was given."""
+
+    cwd: Path
+    returncode: int
+    stdout: str
+    stderr: str
+    #: The paths the case passed (kubeconfig, report directory, ...), by role.
+    paths: dict[str, Path]
+
+
+def _environment() -> dict[str, str]:
+    return {
         name: value
         for name, value in os.environ.items()
         if not name.startswith(("EGRESS_", "PYTEST_")) and name != "PYTHONPATH"
     }
-    return subprocess.run(
-        [str(PYTEST), "-p", "no:cacheprovider", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+
+
+KUBECONFIG = (
+    "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:6443'}}]\n"
+    "contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n"
+)
+
+
+@pytest.fixture(scope="module")
+def outside_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, OutsideRun]:
+    """Every case's run, started together (each is a separate pytest process) and awaited."""
+    cases: dict[str, tuple[list[str], dict[str, Path]]] = {}
+    root = tmp_path_factory.mktemp("outside")
+    assert not root.resolve().is_relative_to(PROJECT_ROOT.resolve())
+
+    garbage = root / "garbage.yaml"
+    garbage.write_text("clusters: [unclosed\n")
+    cases["garbage-kubeconfig"] = (["-m", "egress", "--kubeconfig", str(garbage)], {"kubeconfig": garbage})
+
+    cases["report-dir-in-proc"] = (["-m", "egress", "--report-dir", "/proc/egress-reports"], {})
+    regular = root / "file"
+    regular.write_text("")
+    cases["report-dir-under-a-file"] = (["-m", "egress", "--report-dir", str(regular / "reports")], {"file": regular})
+
+    kubeconfig = root / "k.yaml"
+    kubeconfig.write_text(KUBECONFIG)
+    report_dir = root / "out"
+    cases["valid-paths"] = (
+        ["-m", "egress", "--kubeconfig", str(kubeconfig), "--report-dir", str(report_dir), "--strict-markers"],
+        {"report_dir": report_dir},
     )
 
-
-@pytest.fixture
-def outside(tmp_path: Path) -> Path:
-    """An empty working directory outside the checkout."""
-    directory = tmp_path / "elsewhere"
-    directory.mkdir()
-    return directory
+    started: dict[str, tuple[Path, subprocess.Popen[str]]] = {}
+    for name, (args, _) in cases.items():
+        cwd = root / name
+        cwd.mkdir()
+        if name == "valid-paths":
+            (cwd / "test_scenarios.py").write_text(EGRESS_TEST)
+        command = [str(PYTEST), "-p", "no:cacheprovider", *args]
+        process = subprocess.Popen(
+            command, cwd=cwd, env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        started[name] = (cwd, process)
+    runs = {}
+    for name, (cwd, process) in started.items():
+        stdout, stderr = process.communicate(timeout=120)
+        runs[name] = OutsideRun(cwd, process.returncode, stdout, stderr, cases[name][1])
+    return runs
 
 
 def test_the_plugin_is_registered_once_through_its_entry_point(pytestconfig: pytest.Config) -> None:
@@ -63,43 +106,37 @@ def test_the_plugin_is_registered_once_through_its_entry_point(pytestconfig: pyt
     assert distributions == ["egress-conformance"]
 
 
-def test_kubeconfig_outside_the_checkout_is_validated_not_taken_for_a_test_path(outside: Path, tmp_path: Path) -> None:
-    garbage = tmp_path / "garbage.yaml"
-    garbage.write_text("clusters: [unclosed\n")
-    done = run_pytest_outside(outside, "-m", "egress", "--kubeconfig", str(garbage))
-    assert done.returncode == pytest.ExitCode.USAGE_ERROR, done.stdout + done.stderr
-    assert f"--kubeconfig: {garbage} is not a readable YAML kubeconfig" in done.stderr
-    assert "unrecognized arguments" not in done.stderr
-    assert list(outside.iterdir()) == []
+def test_kubeconfig_outside_the_checkout_is_validated_not_taken_for_a_test_path(
+    outside_runs: dict[str, OutsideRun],
+) -> None:
+    run = outside_runs["garbage-kubeconfig"]
+    assert run.returncode == pytest.ExitCode.USAGE_ERROR, run.stdout + run.stderr
+    assert f"--kubeconfig: {run.paths['kubeconfig']} is not a readable YAML kubeconfig" in run.stderr
+    assert "unrecognized arguments" not in run.stderr
+    assert list(run.cwd.iterdir()) == []
 
 
-@pytest.mark.parametrize("kind", ["proc", "under-a-file"])
-def test_unusable_report_dir_is_named_and_nothing_is_created(outside: Path, tmp_path: Path, kind: str) -> None:
-    if kind == "proc":
-        report_dir, message = "/proc/egress-reports", "--report-dir: '/proc/egress-reports' cannot be created"
-    else:
-        regular = tmp_path / "file"
-        regular.write_text("")
-        report_dir, message = str(regular / "reports"), f"--report-dir: '{regular}/reports' lies under {regular}"
-    done = run_pytest_outside(outside, "-m", "egress", "--report-dir", report_dir)
-    assert done.returncode == pytest.ExitCode.USAGE_ERROR, done.stdout + done.stderr
-    assert message in done.stderr
-    assert "INTERNALERROR" not in done.stdout + done.stderr
-    assert list(outside.iterdir()) == []
-    assert not Path(report_dir).exists()
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("report-dir-in-proc", "--report-dir: '/proc/egress-reports' cannot be created"),
+        ("report-dir-under-a-file", "--report-dir: '{file}/reports' lies under {file}, which is not a directory"),
+    ],
+)
+def test_unusable_report_dir_is_named_and_nothing_is_created(
+    outside_runs: dict[str, OutsideRun], case: str, message: str
+) -> None:
+    run = outside_runs[case]
+    assert run.returncode == pytest.ExitCode.USAGE_ERROR, run.stdout + run.stderr
+    assert message.format(**run.paths) in run.stderr
+    assert "INTERNALERROR" not in run.stdout + run.stderr
+    assert list(run.cwd.iterdir()) == []
+    assert not Path("/proc/egress-reports").exists()
+    assert all(path.is_file() for path in run.paths.values())
 
 
-def test_options_with_paths_outside_the_checkout_run_the_scenarios(outside: Path, tmp_path: Path) -> None:
-    kubeconfig = tmp_path / "k.yaml"
-    kubeconfig.write_text(
-        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:6443'}}]\n"
-        "contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n"
-    )
-    (outside / "test_scenarios.py").write_text(EGRESS_TEST)
-    report_dir = tmp_path / "out"
-    done = run_pytest_outside(
-        outside, "-m", "egress", "--kubeconfig", str(kubeconfig), "--report-dir", str(report_dir), "--strict-markers"
-    )
-    assert done.returncode == pytest.ExitCode.OK, done.stdout + done.stderr
-    assert "1 passed" in done.stdout
-    assert (report_dir / "conformance-report.yaml").is_file()
+def test_options_with_paths_outside_the_checkout_run_the_scenarios(outside_runs: dict[str, OutsideRun]) -> None:
+    run = outside_runs["valid-paths"]
+    assert run.returncode == pytest.ExitCode.OK, run.stdout + run.stderr
+    assert "1 passed" in run.stdout
+    assert (run.paths["report_dir"] / "conformance-report.yaml").is_file()

@@ -591,7 +591,8 @@ def origin() -> Iterator[str]:
     if shutil.which("curl") is None:
         pytest.skip("no curl on this machine")
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Origin)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll interval: shutdown() waits for the serving loop to notice it.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     _Origin.seen = []
     yield f"127.0.0.1:{server.server_address[1]}"
@@ -757,8 +758,9 @@ def free_port() -> int:
 def probe_peer(scheme: str, behaviour: str, pki: PeerPki) -> ProbeResult:
     """Run real curl, through a Prober, against a loopback peer behaving this way."""
     prober = Prober(LocalExec(), Timeouts(request=5))
-    waits = behaviour in ("never-answers", "headers-then-stalled-body")
-    max_time = 0.5 if waits else None
+    # Rows that end in curl's own timeout wait for it: short, but long enough for a loaded machine's
+    # server thread to send the headers of a stalled body first.
+    max_time = {"never-answers": 0.25, "headers-then-stalled-body": 0.5}.get(behaviour)
     if behaviour == "unresolvable-name":
         return prober.probe(SLEEP, CurlRequest(f"{scheme}://egress-conformance.invalid/", max_time=3))
     if behaviour == "closed-port":
