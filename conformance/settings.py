@@ -76,7 +76,12 @@ OPTIONS: tuple[Option, ...] = (
         "istioctl executable to use (default: PATH if the version matches, else pinned download)",
     ),
     Option("--report-dir", "EGRESS_REPORT_DIR", "directory for the conformance report", "reports"),
-    Option("--timeout-scale", "EGRESS_TIMEOUT_SCALE", "multiply every named deadline by this factor", "1"),
+    Option(
+        "--timeout-scale",
+        "EGRESS_TIMEOUT_SCALE",
+        f"multiply every named deadline by this factor ({TIMEOUT_SCALE_MIN:g} to {TIMEOUT_SCALE_MAX:g})",
+        "1",
+    ),
     Option(
         "--cache-dir",
         "EGRESS_CACHE_DIR",
