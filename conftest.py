@@ -1,7 +1,10 @@
-"""Root conftest: loads the egress-conformance pytest plugin, and the fixtures of the harness's own tests."""
+"""Root conftest: the fixtures of the harness's own tests.
+
+The egress-conformance plugin itself is not listed here: pytest loads it through its ``pytest11`` entry
+point (pyproject.toml), wherever pytest runs.
+"""
 
 pytest_plugins = (
-    "conformance.plugin",
     "pytester",
     # Fake executables on PATH (kind, istioctl, docker) and a loopback fake API server.
     "tests.fakes.executables",

@@ -82,7 +82,7 @@ def parse_address(value: str | None) -> Address | None:
     if not value:
         return None
     text = value.rsplit("/", 1)[-1] if "://" in value else value
-    found = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d+)|([^:\s\[\]]+):(\d+)", text)
+    found = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d+)|([^:\s\[\]]+):(\d+)", text, re.ASCII)
     if not found:
         return None
     host = found.group(1) or found.group(3)
@@ -102,7 +102,8 @@ def _normalise(name: str, value: Any) -> Any:
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        if isinstance(value, str) and value.isdigit():
+        # str.isdigit() is true for "²" and "٣", which int() refuses or reads: Envoy writes ASCII digits.
+        if isinstance(value, str) and value.isascii() and value.isdigit():
             return int(value)
         return None
     if kind is datetime:
@@ -229,7 +230,8 @@ def parse_line(line: str) -> AccessLogEntry | None:
         return None
     try:
         data = json.loads(stripped)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: a foreign line nested deeper than the JSON decoder's recursion limit.
         return None
     if not isinstance(data, dict) or "start_time" not in data:
         return None

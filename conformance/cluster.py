@@ -1,10 +1,10 @@
 """The cluster under test: an existing one (``--kubeconfig``) or a kind cluster the harness manages.
 
 A small wrapper over the kind CLI (flags as defined in kubernetes-sigs/kind pkg/cmd/kind: ``create
-cluster``, ``export kubeconfig``, ``get clusters``, ``delete cluster``, ``load docker-image``). kind's
-output is captured; a failing command raises ``ClusterError`` naming the command and the tail of its
-stderr. The kubeconfig of a kind cluster goes to a per-cluster file under the cache directory, never to
-``~/.kube/config``.
+cluster``, ``export kubeconfig``, ``get clusters``, ``delete cluster``; images are loaded into a cluster
+by ``conformance.kind_loading``). kind's output is captured; a failing command raises ``ClusterError`` naming
+the command and the tail of its stderr. The kubeconfig of a kind cluster goes to a per-cluster file under
+the cache directory, never to ``~/.kube/config``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import re
 import shlex
 import shutil
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,17 +23,13 @@ from pathlib import Path
 from conformance import MANIFESTS_DIR, binaries, progress, versions
 from conformance.processes import output_tail, run_bounded, run_tool
 from conformance.settings import Settings
-from conformance.timeouts import Timeouts
+from conformance.timeouts import PROBE_SECONDS, Timeouts
 
 #: kind's own config for the cluster it creates (single node, default CNI with NetworkPolicy enforcement).
 KIND_CONFIG = MANIFESTS_DIR / "kind" / "cluster.yaml"
 
 #: kindnetd enforces NetworkPolicy from kind v0.24.0 on (kind PR #3612); the NetworkPolicy checks need it.
 KIND_MIN_VERSION = (0, 24, 0)
-
-#: `<engine> info` and `kind version` answer in well under a second when healthy; a wedged daemon socket
-#: must not stall the run.
-PROBE_SECONDS = 10.0
 
 _KIND_VERSION = re.compile(r"\bv?(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.+-]+)?")
 # KIND_EXPERIMENTAL_PROVIDER values kind understands, mapped to the engine CLI it then drives
@@ -273,12 +269,6 @@ class KindCluster:
 
     def _delete_args(self) -> list[str]:
         return ["delete", "cluster", "--name", self.name, "--kubeconfig", str(self.kubeconfig_path)]
-
-    def load_images(self, images: Sequence[str]) -> None:
-        """Copy images from the host's container engine into the nodes (for air-gapped runs)."""
-        if not images:
-            return
-        self._kind(["load", "docker-image", *images, "--name", self.name], self.timeouts.rollout, "rollout")
 
     def delete_command(self) -> str:
         """The command line that deletes this cluster (and its entries in the kubeconfig file)."""

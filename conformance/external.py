@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 
 from conformance import progress
 from conformance.expect import ExpectationFailed, eventually
+from conformance.istio_components import ISTIO_NAMESPACE
 from conformance.kube import Kube, KubeError, ObjectRef, PodInfo
 from conformance.manifests import manifest_path, render_text
 from conformance.pki import CLIENT_NAME, Credential, RunPKI
@@ -55,7 +56,8 @@ CLIENT_CA_FILE = f"{CLIENT_TLS_DIR}/ca.crt"
 CLIENT_CERT_FILE = f"{CLIENT_TLS_DIR}/tls.crt"
 CLIENT_KEY_FILE = f"{CLIENT_TLS_DIR}/tls.key"
 CLIENT_SECRET_NAME = "sleep-secret"
-GATEWAY_SECRET_NAMESPACE = "istio-system"
+#: The egress gateway reads its client credential from its own namespace.
+GATEWAY_SECRET_NAMESPACE = ISTIO_NAMESPACE
 GATEWAY_SECRET_NAME = CLIENT_NAME
 
 PROBE_SELECTOR = "app=external-probe"

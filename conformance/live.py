@@ -18,8 +18,9 @@ from conformance import evidence
 from conformance.accesslog import AccessLogEntry, LogExpectation, entries_for_probe, entries_in_window
 from conformance.expect import ExpectationFailed, consistently, eventually
 from conformance.external import PROBE_CONTAINER, PROBE_SELECTOR, ExternalWorld
-from conformance.istio import ISTIO_NAMESPACE, OutboundMode, outbound_traffic_policy
+from conformance.istio_components import EGRESS_GATEWAY, ISTIO_NAMESPACE
 from conformance.kube import Kube, KubeError, ObjectRef
+from conformance.mesh_config import OutboundMode, outbound_traffic_policy
 from conformance.probe import CurlRequest, PodTarget, ProbeError, Prober, ProbeResult, ResponseExpectation
 from conformance.runtime import (
     Applied,
@@ -41,7 +42,7 @@ from conformance.workloads import SIDECAR_CONTAINER, WorkloadDeployer, pod_has_s
 CONSECUTIVE = 3
 #: Transcripts of the last attempts kept per probe (attached to the report on failure).
 TRANSCRIPTS_KEPT = 5
-EGRESS_GATEWAY_NAME = "istio-egressgateway"
+EGRESS_GATEWAY_NAME = EGRESS_GATEWAY
 EGRESS_GATEWAY_SELECTOR = "istio=egressgateway"
 #: Errors that may happen while a pod or the API is briefly unavailable; polls carry on through them.
 TOLERATED = (ProbeError, KubeError)

@@ -20,13 +20,14 @@ from typing import Any
 
 import jsonschema
 
-from conformance import __version__, manifests
+from conformance import DOCUMENT_API_VERSION, __version__, manifests
 from conformance.accesslog import AccessLogEntry, LogExpectation
 from conformance.actions import CheckActions
 from conformance.external import DEFAULT_NAMESPACE, INGRESS_HOST, PROBE_CONTAINER, PROBE_SELECTOR, PUBLIC_HOSTS
-from conformance.istio import ISTIO_NAMESPACE, OutboundMode
+from conformance.istio_components import ISTIO_NAMESPACE
 from conformance.kube import ObjectRef
 from conformance.live import EGRESS_GATEWAY_NAME, SECRET_VARIABLES, scenario_variables
+from conformance.mesh_config import OutboundMode
 from conformance.probe import CurlRequest, ResponseExpectation
 from conformance.runtime import (
     Applied,
@@ -47,7 +48,7 @@ from conformance.workloads import WORKLOADS, namespace_labels
 
 PLAN_FILE = "plan.json"
 PLAN_SCHEMA = Path(__file__).resolve().parent / "schemas" / "plan.schema.json"
-PLAN_API_VERSION = "egress-conformance.io/v1alpha1"
+PLAN_API_VERSION = DOCUMENT_API_VERSION
 
 #: Planned addresses: stand-ins for what the cluster assigns (documentation ranges of kind's defaults).
 PLANNED_SERVICE_RANGE = ipaddress.ip_network("10.96.100.0/24")

@@ -22,7 +22,9 @@ from conformance import progress
 from conformance.cluster import ClusterHandle, container_engine_problem, provide_cluster
 from conformance.external import ExternalWorld, new_pki, provide_external_world
 from conformance.fixtures import CHECK_RUN_KEY, PLAN_KEY
-from conformance.istio import IstioError, IstioInstaller, detect_installed, istiod_present
+from conformance.istio_components import IstioError
+from conformance.istio_detection import detect_installed, istiod_present
+from conformance.istio_install import IstioInstaller
 from conformance.kube import Kube
 from conformance.pki import RunPKI
 from conformance.report import (
@@ -36,7 +38,15 @@ from conformance.report import (
     write_allure_environment,
     write_report,
 )
-from conformance.settings import OPTIONS, IstioSource, MeshMode, Settings, SettingsError, option_values
+from conformance.settings import (
+    OPTIONS,
+    IstioSource,
+    MeshMode,
+    Settings,
+    SettingsError,
+    check_writable_directory,
+    option_values,
+)
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 E2E_REQUESTED_KEY = pytest.StashKey[bool]()
@@ -84,12 +94,15 @@ def e2e_requested(markexpr: str) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     for line in MARKERS:
         config.addinivalue_line("markers", line)
+    requested = e2e_requested(config.getoption("markexpr", "") or "")
     try:
         settings = Settings.from_sources(option_values(config.getoption))
+        if requested:
+            # Checked before Allure or JUnit try to create anything there.
+            check_writable_directory("--report-dir", settings.report_dir)
     except SettingsError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SETTINGS_KEY] = settings
-    requested = e2e_requested(config.getoption("markexpr", "") or "")
     config.stash[E2E_REQUESTED_KEY] = requested
     if not config.pluginmanager.is_registered(scenario_fixtures):
         config.pluginmanager.register(scenario_fixtures, "egress-conformance-fixtures")

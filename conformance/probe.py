@@ -14,9 +14,10 @@ shell). The command keeps the shape the documentation shows (``curl -sI http://a
 
 Redirects are never followed: several checks expect the origin's 301 itself.
 
-curl exit codes (libcurl-errors): 6 couldn't resolve host, 7 couldn't connect, 28 operation timed out,
-35 TLS handshake failed, 52 empty reply, 56 failure receiving data (connection reset), 60 peer certificate
-cannot be authenticated, 47 too many redirects.
+curl exit codes (libcurl-errors): 1 unsupported protocol (for an http(s) URL: the reply is not HTTP,
+"Received HTTP/0.9 when not allowed"), 6 couldn't resolve host, 7 couldn't connect, 8 weird server reply,
+28 operation timed out, 35 TLS handshake failed, 52 empty reply, 55 send failed, 56 failure receiving data
+(connection reset), 60 peer certificate cannot be authenticated, 47 too many redirects.
 """
 
 from __future__ import annotations
@@ -71,7 +72,12 @@ CURL_EXIT_DESCRIPTIONS: Mapping[int, str] = {
 
 #: Exit codes that mean the probe itself is broken (bad URL or option, unreadable local certificate or CA
 #: file), never a network result: raised as ProbeError so that a negative check cannot pass on them.
-LOCAL_FAILURE_EXIT_CODES = frozenset({1, 2, 3, 4, 26, 27, 43, 58, 77})
+#: Exit 1 is not among them: the URL's scheme is always http or https (CurlRequest checks it), so for curl
+#: it means the peer's reply was not HTTP.
+LOCAL_FAILURE_EXIT_CODES = frozenset({2, 3, 4, 26, 27, 43, 58, 77})
+
+#: The URL schemes a probe speaks; a URL without one is plain HTTP, as for curl.
+SCHEMES = ("http", "https")
 
 
 class ProbeError(RuntimeError):
@@ -84,11 +90,15 @@ class ProbeError(RuntimeError):
 
 class OutcomeKind(Enum):
     HTTP = "http"
+    #: Over TLS: the connection failed or was dropped (closed or reset) before any HTTP response.
     TLS_RESET = "tls-reset"
+    #: Over plain HTTP: the connection was dropped (closed or reset) before any HTTP response.
+    CONN_RESET = "conn-reset"
     CONN_REFUSED = "conn-refused"
     TIMEOUT = "timeout"
     DNS_FAIL = "dns-fail"
-    EMPTY_REPLY = "empty-reply"
+    #: The peer answered, but not in HTTP (a banner, a TLS alert on a plain port, a malformed status line).
+    NON_HTTP_REPLY = "non-http-reply"
     OTHER = "exit"
 
 
@@ -170,10 +180,11 @@ def http(status: int) -> Outcome:
 
 
 TLS_RESET = Outcome(OutcomeKind.TLS_RESET)
+CONN_RESET = Outcome(OutcomeKind.CONN_RESET)
 CONN_REFUSED = Outcome(OutcomeKind.CONN_REFUSED)
 TIMEOUT = Outcome(OutcomeKind.TIMEOUT)
 DNS_FAIL = Outcome(OutcomeKind.DNS_FAIL)
-EMPTY_REPLY = Outcome(OutcomeKind.EMPTY_REPLY)
+NON_HTTP_REPLY = Outcome(OutcomeKind.NON_HTTP_REPLY)
 
 
 @dataclass(frozen=True)
@@ -236,27 +247,36 @@ def parse_expected(text: str) -> Outcome | AnyOutcome | NotOutcome:
     return parts[0] if len(parts) == 1 else AnyOutcome(tuple(parts))
 
 
-def outcome_from_curl(exit_code: int, http_code: int) -> Outcome:
-    """Map curl's exit code (and whether an HTTP response arrived) to the outcome vocabulary.
+def outcome_from_curl(scheme: str, exit_code: int, http_code: int) -> Outcome:
+    """Map the URL's scheme, curl's exit code and whether an HTTP response arrived to an outcome.
 
-    35 (handshake failed), 55 (send failed) and 56 (receive failed, e.g. reset by peer) before any
-    response are all ``tls-reset``: a blocked or refused TLS connection shows any of them, depending on
-    when the peer drops it (with TLS 1.3 a server that rejects the client certificate does so after the
-    client's handshake is done, so curl sees 55 or 56 rather than 35). A
-    failure after a response arrived keeps its exit code (the status stays in ProbeResult.status).
+    One behaviour of the peer gives one outcome, whichever exit code the timing produces. A peer that
+    drops the connection before answering (closes it, resets it, or refuses the TLS handshake) makes curl
+    exit 35, 52, 55 or 56 depending on when its FIN or RST lands (a close with the request unread in the
+    kernel sends RST; with TLS 1.3 a refused client certificate shows after the client's handshake is done):
+    that is ``tls-reset`` over https and ``conn-reset`` over http. A reply that is not HTTP (exit 1, "HTTP/0.9
+    when not allowed", or 8, weird server reply) is ``non-http-reply``. A failure after a response arrived
+    (a stalled or cut body) keeps its exit code; the status stays in ProbeResult.status.
     """
+    if scheme not in SCHEMES:
+        raise ValueError(f"probes speak {' or '.join(SCHEMES)}, not {scheme!r}")
     got_response = http_code > 0
     if exit_code == 0:
         if not got_response:
             raise ProbeError("curl exited 0 without an HTTP status")
         return Outcome.http(http_code)
-    if exit_code in (35, 55, 56) and not got_response:
+    if got_response:
+        return Outcome.other(exit_code)
+    if exit_code in (35, 52, 55, 56) and scheme == "https":
         return TLS_RESET
+    if exit_code in (52, 55, 56) and scheme == "http":
+        return CONN_RESET
     mapped = {
-        7: CONN_REFUSED,
-        28: TIMEOUT,
+        1: NON_HTTP_REPLY,
         6: DNS_FAIL,
-        52: EMPTY_REPLY,
+        7: CONN_REFUSED,
+        8: NON_HTTP_REPLY,
+        28: TIMEOUT,
     }
     return mapped.get(exit_code) or Outcome.other(exit_code)
 
@@ -347,6 +367,14 @@ class CurlRequest:
         for name, _ in self.headers:
             if not name or ":" in name or any(c.isspace() for c in name):
                 raise ValueError(f"bad header name {name!r}")
+        if self.scheme not in SCHEMES:
+            raise ValueError(f"a probe URL is http:// or https://, not {self.url!r}")
+
+    @property
+    def scheme(self) -> str:
+        """``http`` or ``https``; a URL without a scheme is plain HTTP, as curl takes it."""
+        scheme, separator, _ = self.url.partition("://")
+        return scheme.lower() if separator else "http"
 
     def _shared_options(self) -> list[str]:
         options: list[str] = []
@@ -722,7 +750,7 @@ class Prober:
         body = response.body
         truncated = len(body) > self._body_limit
         return ProbeResult(
-            outcome=outcome_from_curl(curl_exit, http_code),
+            outcome=outcome_from_curl(request.scheme, curl_exit, http_code),
             status=http_code or None,
             headers=response.headers,
             body=body[: self._body_limit],

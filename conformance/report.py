@@ -18,12 +18,12 @@ from typing import Any
 
 import yaml
 
-from conformance import __version__
+from conformance import DOCUMENT_API_VERSION, __version__
 from conformance.catalogue import CATALOGUE, Check, Profile, Tier
 from conformance.settings import Settings
 
 REPORT_FILE = "conformance-report.yaml"
-REPORT_API_VERSION = "egress-conformance.io/v1alpha1"
+REPORT_API_VERSION = DOCUMENT_API_VERSION
 
 #: Marker -> profile name in the report.
 PROFILE_MARKERS = {

@@ -18,8 +18,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from conformance.accesslog import AccessLogEntry, LogExpectation
-from conformance.istio import OutboundMode
 from conformance.kube import ObjectRef
+from conformance.mesh_config import OutboundMode
 from conformance.probe import CurlRequest, ProbeResult, ResponseExpectation
 from conformance.settings import MeshMode
 from conformance.timeouts import Timeouts

@@ -59,12 +59,13 @@ from conformance.actions import (
     resources_dict,
 )
 from conformance.catalogue import GATEWAY_MTLS_ADAPTATION, GATEWAY_PLAINTEXT_ADAPTATION, Check
-from conformance.istio import OutboundMode
 from conformance.kube import ObjectRef
+from conformance.mesh_config import OutboundMode
 from conformance.probe import (
     CONN_REFUSED,
+    CONN_RESET,
     DNS_FAIL,
-    EMPTY_REPLY,
+    NON_HTTP_REPLY,
     TIMEOUT,
     TLS_RESET,
     AnyHttp,
@@ -92,9 +93,10 @@ from conformance.workloads import SIDECAR_CONTAINER
 __all__ = [
     "ALLOW_ANY",
     "CONN_REFUSED",
+    "CONN_RESET",
     "DNS_FAIL",
-    "EMPTY_REPLY",
     "ISTIO_MUTUAL",
+    "NON_HTTP_REPLY",
     "PLAINTEXT",
     "REGISTRY_ONLY",
     "TIMEOUT",

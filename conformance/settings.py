@@ -8,12 +8,13 @@ from __future__ import annotations
 import enum
 import os
 import re
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from conformance import versions
-from conformance.timeouts import DEFAULT_TIMEOUTS, Timeouts
+from conformance.timeouts import DEFAULT_TIMEOUTS, TIMEOUT_SCALE_MAX, TIMEOUT_SCALE_MIN, Timeouts
 
 
 class MeshMode(enum.StrEnum):
@@ -75,7 +76,12 @@ OPTIONS: tuple[Option, ...] = (
         "istioctl executable to use (default: PATH if the version matches, else pinned download)",
     ),
     Option("--report-dir", "EGRESS_REPORT_DIR", "directory for the conformance report", "reports"),
-    Option("--timeout-scale", "EGRESS_TIMEOUT_SCALE", "multiply every named deadline by this factor", "1"),
+    Option(
+        "--timeout-scale",
+        "EGRESS_TIMEOUT_SCALE",
+        f"multiply every named deadline by this factor ({TIMEOUT_SCALE_MIN:g} to {TIMEOUT_SCALE_MAX:g})",
+        "1",
+    ),
     Option(
         "--cache-dir",
         "EGRESS_CACHE_DIR",
@@ -196,11 +202,12 @@ class Settings:
         timeout_scale_text = need("timeout_scale")
         try:
             timeout_scale = float(timeout_scale_text)
-            if not 0 < timeout_scale <= 100:
+            if not TIMEOUT_SCALE_MIN <= timeout_scale <= TIMEOUT_SCALE_MAX:
                 raise ValueError
         except ValueError:
             raise SettingsError(
-                f"--timeout-scale: {timeout_scale_text!r} is not a number greater than 0 and at most 100"
+                f"--timeout-scale: {timeout_scale_text!r} is not a number from {TIMEOUT_SCALE_MIN:g} "
+                f"to {TIMEOUT_SCALE_MAX:g}"
             ) from None
 
         return cls(
@@ -215,7 +222,7 @@ class Settings:
             kind_image=kind_image,
             kind_bin=_executable("--kind-bin", raw.get("kind_bin")),
             istioctl_bin=_executable("--istioctl-bin", raw.get("istioctl_bin")),
-            report_dir=Path(need("report_dir")).expanduser(),
+            report_dir=_directory_path("--report-dir", need("report_dir")),
             cache_dir=Path(need("cache_dir")).expanduser(),
             timeouts=DEFAULT_TIMEOUTS.scaled(timeout_scale),
             timeout_scale=timeout_scale,
@@ -246,6 +253,44 @@ def _existing_file(flag: str, value: str | None) -> Path | None:
     if not path.is_file():
         raise SettingsError(f"{flag}: {value!r} does not exist or is not a file")
     return path.resolve()
+
+
+def _nearest_existing(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path(path.anchor)
+
+
+def _directory_path(flag: str, value: str) -> Path:
+    """A directory that exists or could be created: no part of it is a regular file."""
+    path = Path(value).expanduser()
+    existing = _nearest_existing(path.absolute())
+    if not existing.is_dir():
+        what = (
+            "is not a directory" if existing == path.absolute() else f"lies under {existing}, which is not a directory"
+        )
+        raise SettingsError(f"{flag}: {value!r} {what}")
+    return path
+
+
+def check_writable_directory(flag: str, path: Path) -> None:
+    """Raise SettingsError unless ``path`` is, or can be created as, a directory this process writes into.
+
+    Asks the file system itself, by creating and removing an empty directory in the nearest existing part
+    of the path: permission bits do not tell (root passes every access check, yet cannot write into
+    ``/proc`` or a read-only mount). Nothing is left behind, whatever the answer.
+    """
+    existing = _nearest_existing(path.absolute())
+    if not existing.is_dir():
+        raise SettingsError(f"{flag}: {str(path)!r} lies under {existing}, which is not a directory")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".egress-conformance-write-check-", dir=existing))
+    except OSError as exc:
+        raise SettingsError(
+            f"{flag}: {str(path)!r} cannot be created or written: creating a directory in {existing} "
+            f"fails ({exc.strerror or exc})"
+        ) from None
 
 
 def _executable(flag: str, value: str | None) -> Path | None:

@@ -8,6 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
+#: Bound of one local probe command (``docker info``, ``kind version``, ``istioctl version``): each answers
+#: in about a second when healthy, and a wedged daemon socket or binary must not stall the run. Not
+#: scaled: it runs before the settings are known.
+PROBE_SECONDS = 15.0
+
+#: Accepted ``--timeout-scale`` factors: below the minimum a deadline is shorter than one poll interval and
+#: one curl attempt; above the maximum a stuck step would hold a CI runner for days.
+TIMEOUT_SCALE_MIN = 0.1
+TIMEOUT_SCALE_MAX = 100.0
+
 
 @dataclass(frozen=True)
 class Timeouts:

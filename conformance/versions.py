@@ -24,10 +24,10 @@ from pathlib import Path
 
 import yaml
 
-from conformance import MANIFESTS_DIR
+from conformance import DATA_API_VERSION, MANIFESTS_DIR
 
 VERSIONS_PATH = MANIFESTS_DIR / "versions.yaml"
-API_VERSION = "egress-conformance/v1alpha1"
+API_VERSION = DATA_API_VERSION
 KIND_OF_FILE = "Versions"
 
 #: Data-plane modes every supported minor is tested in (conformance.settings.MeshMode values).

@@ -34,7 +34,8 @@ class PlanRun:
         found = [c for c in self.plan["checks"] if c["id"] == check_id and (mode is None or c["mode"] == mode)]
         if len(found) != 1:
             raise LookupError(f"{len(found)} planned runs of {check_id} (mode {mode})")
-        return found[0]
+        planned: dict[str, Any] = found[0]
+        return planned
 
 
 def run_plan(report_dir: Path, *extra: str) -> PlanRun:

@@ -147,6 +147,31 @@ def test_noise_lines_are_skipped() -> None:
     assert "TEXT-format" in str(shape)
 
 
+FOREIGN_NUMBERS = '{"start_time": "2026-01-05T10:00:00.000Z", "response_code": "%s", "bytes_sent": "%s"}'
+
+
+@pytest.mark.parametrize(
+    ("line", "response_code"),
+    [
+        (FOREIGN_NUMBERS % ("²", "1"), None),  # a digit to str.isdigit(), not to int()
+        (FOREIGN_NUMBERS % ("٤٠٣", "1"), None),  # Arabic-Indic digits: int() would read 403
+        (FOREIGN_NUMBERS % ("1²", "-"), None),
+        ('{"start_time": "x", "response_code": ' + "[" * 100_000 + "]" * 100_000 + "}", "skipped"),
+        ('{"start_time": {"nested": 1}, "response_code": 1e999, "bytes_sent": [1]}', None),
+    ],
+    ids=["superscript", "arabic-indic", "digit-and-superscript", "deep-nesting", "odd-types"],
+)
+def test_foreign_values_never_raise(line: str, response_code: int | str | None) -> None:
+    entry = parse_line(line)
+    if response_code == "skipped":
+        assert entry is None
+    else:
+        assert entry is not None
+        assert entry.response_code is response_code
+        assert entry.start_time is None or entry.start_time.tzinfo is not None
+    assert list(parse_lines(line + "\n" + line)) == ([] if entry is None else [entry, entry])
+
+
 def test_partial_json_line_is_skipped_but_neighbours_parse() -> None:
     entries = list(parse_lines(read("sidecar-client.log")))
     assert [e.upstream_cluster for e in entries] == [
@@ -169,6 +194,7 @@ def test_partial_json_line_is_skipped_but_neighbours_parse() -> None:
         ("-", None),
         (None, None),
         ("aliyun.com", None),
+        ("10.0.0.5:٤٤٣", None),
     ],
 )
 def test_parse_address(value: str | None, expected: Address | None) -> None:

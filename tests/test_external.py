@@ -78,7 +78,7 @@ corp.example:53 {
     loadbalance
 }"""
 
-FAST = Timeouts(rollout=5, delete=5, dns_ready=0.5, converge=0.5, request=5, poll_interval=0.001)
+FAST = Timeouts(rollout=5, delete=5, dns_ready=0.2, converge=0.2, request=5, poll_interval=0.001)
 
 IMAGES = {
     "docker.io/curlimages/curl:8.16.0",
@@ -185,7 +185,9 @@ def test_reload_plugin_detection() -> None:
 
 
 def manifest_variables(pki: RunPKI) -> dict[str, dict[str, str]]:
-    b64 = lambda text: base64.b64encode(text.encode()).decode()  # noqa: E731
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
     common = {"NAMESPACE": "external", "PROBE_NAMESPACE": "external-probe"}
     workloads = {**common, "HTTPBIN_IP": "10.96.20.20", "REVISION": "0123456789abcdef"}
     secret = {

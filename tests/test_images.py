@@ -21,26 +21,28 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
-from conformance import MANIFESTS_DIR, versions
-from conformance import images as images_module
-from conformance.images import (
-    ACCEPT_MEDIA_TYPES,
-    INDEX_MEDIA_TYPES,
-    RESOLVED_SOURCE_PREFIX,
+from conformance import MANIFESTS_DIR, progress, versions
+from conformance.image_list import (
     Image,
     ImageListError,
-    ImageName,
-    RegistryClient,
-    RegistryError,
+    default_variables,
+    dump,
     images_in_manifests,
     load,
-    main,
     parse_image_list,
-    parse_reference,
     reference,
     unlisted_images,
     validate_image_list,
 )
+from conformance.image_references import ImageName, parse_reference
+from conformance.image_registry import (
+    ACCEPT_MEDIA_TYPES,
+    INDEX_MEDIA_TYPES,
+    RESOLVED_SOURCE_PREFIX,
+    RegistryClient,
+    RegistryError,
+)
+from conformance.images import main
 from conformance.manifests import iter_manifest_files
 from tests.fakes.executables import FakeBin
 
@@ -87,7 +89,7 @@ def test_kind_node_image_is_the_pinned_kind_release_image() -> None:
 
 
 def test_istio_images_follow_the_requested_release() -> None:
-    names = {image.name for image in load().images(images_module.default_variables("1.31.1"), ["istio-ambient"])}
+    names = {image.name for image in load().images(default_variables("1.31.1"), ["istio-ambient"])}
     assert "docker.io/istio/ztunnel:1.31.1-distroless" in names
     assert all("1.31.1" in name for name in names)
 
@@ -554,7 +556,7 @@ INSPECT = ("image", "inspect", "--format", "{{json .RepoDigests}}")
 @pytest.fixture(autouse=True)
 def _no_terminal_handler(monkeypatch: pytest.MonkeyPatch) -> None:
     # The CLI attaches a stderr handler to the shared logger; in tests caplog reads the lines instead.
-    monkeypatch.setattr(images_module.progress, "attach_terminal_handler", lambda: None)
+    monkeypatch.setattr(progress, "attach_terminal_handler", lambda: None)
 
 
 def _load_list(tmp_path: Path) -> Path:
@@ -677,7 +679,7 @@ def test_list_rejects_an_invalid_file(tmp_path: Path, capsys: pytest.CaptureFixt
 
 def test_dump_round_trips() -> None:
     original = load()
-    assert parse_image_list(yaml.safe_load(images_module.dump(original))) == original
+    assert parse_image_list(yaml.safe_load(dump(original))) == original
 
 
 def test_image_reference_property() -> None:

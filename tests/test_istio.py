@@ -19,19 +19,14 @@ from typing import Any
 import pytest
 import yaml
 
-from conformance import MANIFESTS_DIR, binaries, istio, versions
-from conformance.istio import (
-    EXTERNAL_WORLD_LABEL,
-    InstalledIstio,
-    IstioError,
-    IstioInstaller,
-    OutboundMode,
-    detect_installed,
-    outbound_traffic_policy,
-    resolve_istioctl,
-    version_from_image,
-)
+from conformance import MANIFESTS_DIR, binaries, gateway_api, versions
+from conformance.external import EXTERNAL_WORLD_LABEL
+from conformance.istio_components import EGRESS_GATEWAY, IstioError
+from conformance.istio_detection import InstalledIstio, detect_installed, version_from_image
+from conformance.istio_install import OVERLAYS, IstioInstaller
+from conformance.istioctl import istioctl_client_version, resolve_istioctl
 from conformance.kube import KubeError, ObjectRef
+from conformance.mesh_config import OutboundMode, outbound_traffic_policy
 from conformance.settings import MeshMode, Settings
 from conformance.timeouts import DEFAULT_TIMEOUTS
 from tests.fake_apiserver import merge_patch
@@ -41,6 +36,7 @@ SIDECAR_OVERLAY = MANIFESTS_DIR / "istio" / "sidecar.yaml"
 AMBIENT_OVERLAY = MANIFESTS_DIR / "istio" / "ambient.yaml"
 BUNDLE = MANIFESTS_DIR / "gateway-api" / "v1.5.1" / "standard-install.yaml"
 CRD = "CustomResourceDefinition"
+BUNDLE_VERSION = gateway_api.GATEWAY_API_BUNDLE_VERSION
 MESH_REF = ObjectRef("v1", "ConfigMap", "istio", "istio-system")
 
 
@@ -53,7 +49,7 @@ def ref_of(doc: Mapping[str, Any]) -> ObjectRef:
 
 
 class RecordingKube:
-    """Implements the ``Kube`` methods istio.py calls, over an in-memory set of objects."""
+    """Implements the ``Kube`` methods the Istio modules call, over an in-memory set of objects."""
 
     def __init__(self, objects: Iterable[Mapping[str, Any]] = ()) -> None:
         self.objects: dict[ObjectRef, dict[str, Any]] = {ref_of(o): copy.deepcopy(dict(o)) for o in objects}
@@ -146,7 +142,7 @@ def crds_of(docs: Iterable[Mapping[str, Any]], bundle_version: str) -> list[dict
     for doc in docs:
         if doc["kind"] == CRD:
             crd = copy.deepcopy(dict(doc))
-            crd["metadata"]["annotations"][istio.GATEWAY_API_BUNDLE_VERSION] = bundle_version
+            crd["metadata"]["annotations"][gateway_api.GATEWAY_API_BUNDLE_VERSION] = bundle_version
             out.append(crd)
     return out
 
@@ -261,7 +257,7 @@ def test_older_crds_are_upgraded_newer_ones_never_downgraded_and_preexisting_one
 ) -> None:
     existing = crds_of(bundle_docs, "v1.4.0")
     newer = next(crd for crd in existing if crd["metadata"]["name"] == "gateways.gateway.networking.k8s.io")
-    newer["metadata"]["annotations"][istio.GATEWAY_API_BUNDLE_VERSION] = "v1.6.0"
+    newer["metadata"]["annotations"][gateway_api.GATEWAY_API_BUNDLE_VERSION] = "v1.6.0"
     kube = RecordingKube(existing)
     setup = installer(fake_bin("istioctl").path, kube, tmp_path)
     setup.install(MeshMode.AMBIENT)
@@ -324,7 +320,7 @@ def test_a_hanging_istioctl_is_bounded(fake_bin: FakeBin, tmp_path: Path) -> Non
     istioctl = fake_bin("istioctl")
     istioctl.on("install", delay=30)
     setup = installer(istioctl.path, RecordingKube(), tmp_path)
-    setup.timeouts = DEFAULT_TIMEOUTS.scaled(0.5 / DEFAULT_TIMEOUTS.istio_install)
+    setup.timeouts = DEFAULT_TIMEOUTS.scaled(0.2 / DEFAULT_TIMEOUTS.istio_install)
     with pytest.raises(IstioError, match="deadline istio_install"):
         setup.install(MeshMode.SIDECAR)
 
@@ -410,7 +406,7 @@ def test_explicit_istioctl_is_used_as_is(fake_bin: FakeBin, tmp_path: Path, serv
 def test_unreadable_version_output_means_no_version(fake_bin: FakeBin) -> None:
     istioctl = fake_bin("istioctl")
     istioctl.on("version", stdout="1.30.3\n")  # not JSON
-    assert istio.istioctl_client_version(istioctl.path) is None
+    assert istioctl_client_version(istioctl.path) is None
 
 
 # --- Gateway API bundle --------------------------------------------------------------------------------
@@ -420,8 +416,8 @@ def test_vendored_bundle_is_the_standard_channel_of_v1_5_1(bundle_docs: list[dic
     crds = [doc for doc in bundle_docs if doc["kind"] == CRD]
     for crd in crds:
         annotations = crd["metadata"]["annotations"]
-        assert annotations[istio.GATEWAY_API_BUNDLE_VERSION] == "v1.5.1", crd["metadata"]["name"]
-        assert annotations[istio.GATEWAY_API_CHANNEL] == "standard", crd["metadata"]["name"]
+        assert annotations[gateway_api.GATEWAY_API_BUNDLE_VERSION] == "v1.5.1", crd["metadata"]["name"]
+        assert annotations[gateway_api.GATEWAY_API_CHANNEL] == "standard", crd["metadata"]["name"]
     group = ".gateway.networking.k8s.io"
     assert {crd["metadata"]["name"].removesuffix(group) for crd in crds} == {
         "backendtlspolicies",
@@ -438,12 +434,12 @@ def test_vendored_bundle_is_the_standard_channel_of_v1_5_1(bundle_docs: list[dic
         "ValidatingAdmissionPolicyBinding",
     ]
     assert BUNDLE.read_text(encoding="utf-8").startswith("# Copyright The Kubernetes Authors.\n")
-    istio.check_gateway_api_bundle(bundle_docs, "v1.5.1", str(BUNDLE))
+    gateway_api.check_gateway_api_bundle(bundle_docs, "v1.5.1", str(BUNDLE))
 
 
 def test_istio_release_bundle_is_vendored() -> None:
     wanted = versions.istio_release(versions.DEFAULT_ISTIO_VERSION).gateway_api
-    assert istio.vendored_gateway_api_bundle(wanted) == BUNDLE
+    assert gateway_api.vendored_gateway_api_bundle(wanted) == BUNDLE
 
 
 @pytest.mark.parametrize(
@@ -460,7 +456,7 @@ def test_istio_release_bundle_is_vendored() -> None:
     ],
 )
 def test_bundle_version_order(found: str | None, required: str, at_least: bool) -> None:
-    assert istio.bundle_version_at_least(found, required) is at_least
+    assert gateway_api.bundle_version_at_least(found, required) is at_least
 
 
 def small_bundle(version: str, channel: str = "standard") -> bytes:
@@ -470,7 +466,7 @@ def small_bundle(version: str, channel: str = "standard") -> bytes:
             "kind": CRD,
             "metadata": {
                 "name": f"{plural}.gateway.networking.k8s.io",
-                "annotations": {istio.GATEWAY_API_BUNDLE_VERSION: version, istio.GATEWAY_API_CHANNEL: channel},
+                "annotations": {BUNDLE_VERSION: version, gateway_api.GATEWAY_API_CHANNEL: channel},
             },
             "spec": {"group": "gateway.networking.k8s.io"},
         }
@@ -482,15 +478,15 @@ def small_bundle(version: str, channel: str = "standard") -> bytes:
 def test_unvendored_bundle_is_downloaded_checked_and_cached(
     tmp_path: Path, server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(istio, "GATEWAY_API_RELEASES_URL", server.base)
+    monkeypatch.setattr(gateway_api, "GATEWAY_API_RELEASES_URL", server.base)
     server.files["/v9.9.9/standard-install.yaml"] = small_bundle("v9.9.9")
-    docs = istio.load_gateway_api_bundle("v9.9.9", tmp_path)
+    docs = gateway_api.load_gateway_api_bundle("v9.9.9", tmp_path)
     assert [doc["metadata"]["name"] for doc in docs] == [
         "gateways.gateway.networking.k8s.io",
         "httproutes.gateway.networking.k8s.io",
     ]
     assert (tmp_path / "gateway-api" / "v9.9.9" / "standard-install.yaml").is_file()
-    istio.load_gateway_api_bundle("v9.9.9", tmp_path)
+    gateway_api.load_gateway_api_bundle("v9.9.9", tmp_path)
     assert server.requests == ["/v9.9.9/standard-install.yaml"]  # the second load used the cache
 
 
@@ -498,10 +494,10 @@ def test_unvendored_bundle_is_downloaded_checked_and_cached(
 def test_downloaded_bundle_of_another_version_or_channel_is_refused(
     tmp_path: Path, server: Server, monkeypatch: pytest.MonkeyPatch, served: bytes
 ) -> None:
-    monkeypatch.setattr(istio, "GATEWAY_API_RELEASES_URL", server.base)
+    monkeypatch.setattr(gateway_api, "GATEWAY_API_RELEASES_URL", server.base)
     server.files["/v9.9.9/standard-install.yaml"] = served
     with pytest.raises(IstioError, match="refusing the bundle"):
-        istio.load_gateway_api_bundle("v9.9.9", tmp_path)
+        gateway_api.load_gateway_api_bundle("v9.9.9", tmp_path)
     assert not (tmp_path / "gateway-api" / "v9.9.9").exists() or not any(
         (tmp_path / "gateway-api" / "v9.9.9").iterdir()
     )
@@ -510,9 +506,9 @@ def test_downloaded_bundle_of_another_version_or_channel_is_refused(
 def test_bundle_download_over_plain_http_to_a_remote_host_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(istio, "GATEWAY_API_RELEASES_URL", "http://example.com/releases")
+    monkeypatch.setattr(gateway_api, "GATEWAY_API_RELEASES_URL", "http://example.com/releases")
     with pytest.raises(IstioError, match="only https"):
-        istio.load_gateway_api_bundle("v9.9.9", tmp_path)
+        gateway_api.load_gateway_api_bundle("v9.9.9", tmp_path)
 
 
 # --- outboundTrafficPolicy -----------------------------------------------------------------------------
@@ -720,7 +716,7 @@ def test_sidecar_overlay_egress_gateway() -> None:
     components = spec["components"]
     assert components["ingressGateways"] == [{"name": "istio-ingressgateway", "enabled": False}]
     (gateway,) = components["egressGateways"]
-    assert gateway["name"] == istio.EGRESS_GATEWAY == "istio-egressgateway"
+    assert gateway["name"] == EGRESS_GATEWAY == "istio-egressgateway"
     assert gateway["enabled"] is True
     ports = {p["port"]: (p["targetPort"], p["name"], p["protocol"]) for p in gateway["k8s"]["service"]["ports"]}
     assert ports == {
@@ -731,8 +727,8 @@ def test_sidecar_overlay_egress_gateway() -> None:
 
 
 def test_overlay_per_mode() -> None:
-    assert istio.OVERLAYS == {MeshMode.SIDECAR: SIDECAR_OVERLAY, MeshMode.AMBIENT: AMBIENT_OVERLAY}
-    assert all(path.is_file() for path in istio.OVERLAYS.values())
+    assert OVERLAYS == {MeshMode.SIDECAR: SIDECAR_OVERLAY, MeshMode.AMBIENT: AMBIENT_OVERLAY}
+    assert all(path.is_file() for path in OVERLAYS.values())
 
 
 def test_uninstall_keeps_an_istio_system_namespace_that_was_there_before(fake_bin: FakeBin, tmp_path: Path) -> None:

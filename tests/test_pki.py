@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.x509 import DNSName
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from cryptography.x509.verification import DNSName, PolicyBuilder, Store, VerificationError
+from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from conformance.external import PUBLIC_HOSTS, SERVER_CERTIFICATES, new_pki
 from conformance.pki import BACKDATE, CLIENT_NAME, PKIError, RunPKI

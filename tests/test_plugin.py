@@ -7,6 +7,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,7 +64,8 @@ def no_docker_path(tmp_path: Path, docker_script: str | None) -> str:
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess("-p", "conformance.plugin", "-p", "no:cacheprovider", *args)
+    """pytest in this process (the plugin comes from its entry point, as in a user's run)."""
+    return pytester.runpytest_inprocess("-p", "no:cacheprovider", *args)
 
 
 def test_plain_pytest_skips_scenarios_with_one_reason(pytester: pytest.Pytester) -> None:
@@ -250,7 +252,7 @@ class IstiodOnly:
     def __init__(self, image: str | None) -> None:
         self.image = image
 
-    def get(self, ref: object) -> dict | None:
+    def get(self, ref: object) -> dict[str, Any] | None:
         if self.image is None or getattr(ref, "name", None) != "istiod":
             return None
         return {"spec": {"template": {"spec": {"containers": [{"name": "discovery", "image": self.image}]}}}}

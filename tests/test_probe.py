@@ -10,22 +10,27 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import ssl
 import struct
 import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
 from conformance.kube import ExecResult, PodInfo
+from conformance.pki import RunPKI
 from conformance.probe import (
     CONN_REFUSED,
+    CONN_RESET,
     DNS_FAIL,
-    EMPTY_REPLY,
+    NON_HTTP_REPLY,
     TIMEOUT,
     TLS_RESET,
     AnyHttp,
@@ -147,12 +152,13 @@ BLACKHOLE_502 = (
 
 def test_outcome_vocabulary() -> None:
     assert str(http(301)) == "http(301)"
-    assert [str(o) for o in (TLS_RESET, CONN_REFUSED, TIMEOUT, DNS_FAIL, EMPTY_REPLY)] == [
+    assert [str(o) for o in (TLS_RESET, CONN_RESET, CONN_REFUSED, TIMEOUT, DNS_FAIL, NON_HTTP_REPLY)] == [
         "tls-reset",
+        "conn-reset",
         "conn-refused",
         "timeout",
         "dns-fail",
-        "empty-reply",
+        "non-http-reply",
     ]
     assert str(Outcome.other(60)) == "exit(60)"
     assert Outcome.other(60).describe() == (
@@ -160,8 +166,11 @@ def test_outcome_vocabulary() -> None:
     )
     assert http(301) == Outcome(OutcomeKind.HTTP, status=301)
     assert http(301) != http(302)
-    for text in ("http(418)", "tls-reset", "conn-refused", "timeout", "dns-fail", "empty-reply", "exit(47)"):
+    for text in ("http(418)", "tls-reset", "conn-reset", "conn-refused", "timeout", "dns-fail", "exit(47)"):
         assert str(Outcome.parse(text)) == text
+    assert Outcome.parse("non-http-reply") == NON_HTTP_REPLY
+    with pytest.raises(ValueError):
+        Outcome.parse("empty-reply")
 
 
 def test_outcome_validation() -> None:
@@ -196,30 +205,62 @@ def test_outcome_sets_and_negation() -> None:
         parse_expected("not not timeout")
 
 
+#: (scheme, curl exit code, HTTP response seen) -> outcome. Each row names the loopback peer behaviour
+#: with which real curl produces it (test_real_curl_gives_the_tabled_outcome), or None when no loopback
+#: peer makes this curl give it.
+CLASSIFICATION: list[tuple[str, int, bool, Outcome, str | None]] = [
+    ("http", 0, True, http(418), "answers-418"),
+    ("https", 0, True, http(418), "answers-418"),
+    ("http", 7, False, CONN_REFUSED, "closed-port"),
+    ("https", 7, False, CONN_REFUSED, "closed-port"),
+    ("http", 6, False, DNS_FAIL, "unresolvable-name"),
+    ("http", 28, False, TIMEOUT, "never-answers"),
+    ("https", 28, False, TIMEOUT, "never-answers"),
+    # A failure after the response began keeps its exit code; the status stays in ProbeResult.status.
+    ("http", 28, True, Outcome.other(28), "headers-then-stalled-body"),
+    ("https", 28, True, Outcome.other(28), "headers-then-stalled-body"),
+    ("http", 18, True, Outcome.other(18), "headers-then-cut-body"),
+    ("http", 8, True, Outcome.other(8), "header-without-colon"),
+    # The connection dropped before any response: conn-reset over http, tls-reset over https.
+    ("http", 52, False, CONN_RESET, "reads-then-closes"),
+    ("http", 56, False, CONN_RESET, "reads-then-resets"),
+    ("http", 55, False, CONN_RESET, None),  # send failed: the peer reset while curl still sent
+    ("https", 35, False, TLS_RESET, "plain-http-server"),
+    ("https", 35, False, TLS_RESET, "tls1.2-requires-client-certificate"),
+    ("https", 52, False, TLS_RESET, "reads-then-closes"),
+    ("https", 56, False, TLS_RESET, "reads-then-resets"),
+    ("https", 55, False, TLS_RESET, "tls1.3-requires-client-certificate"),
+    ("https", 56, False, TLS_RESET, "tls1.3-requires-client-certificate"),
+    # The peer answered, but not in HTTP ("Received HTTP/0.9 when not allowed"): a network result.
+    ("http", 1, False, NON_HTTP_REPLY, "banner"),
+    ("https", 1, False, NON_HTTP_REPLY, "banner"),
+    ("http", 1, False, NON_HTTP_REPLY, "tls-alert-on-plain-port"),
+    ("http", 1, False, NON_HTTP_REPLY, "unparseable-status-code"),
+    ("https", 60, False, Outcome.other(60), "certificate-of-another-ca"),
+]
+
+
 @pytest.mark.parametrize(
-    ("exit_code", "http_code", "expected"),
-    [
-        (0, 301, http(301)),
-        (35, 0, TLS_RESET),
-        (55, 0, TLS_RESET),  # TLS 1.3: certificate refused after the client finished its handshake
-        (56, 0, TLS_RESET),
-        (7, 0, CONN_REFUSED),
-        (28, 0, TIMEOUT),
-        (6, 0, DNS_FAIL),
-        (52, 0, EMPTY_REPLY),
-        (60, 0, Outcome.other(60)),
-        (47, 301, Outcome.other(47)),
-        (56, 200, Outcome.other(56)),  # reset after a response arrived: not a TLS reset
-        (28, 200, TIMEOUT),
-    ],
+    ("scheme", "exit_code", "response_seen", "expected"),
+    [row[:4] for row in CLASSIFICATION],
+    ids=[f"{row[0]}-{row[1]}-{'response' if row[2] else 'none'}-{row[4]}" for row in CLASSIFICATION],
 )
-def test_exit_code_mapping(exit_code: int, http_code: int, expected: Outcome) -> None:
-    assert outcome_from_curl(exit_code, http_code) == expected
+def test_classification_table(scheme: str, exit_code: int, response_seen: bool, expected: Outcome) -> None:
+    assert outcome_from_curl(scheme, exit_code, 418 if response_seen else 0) == expected
+
+
+def test_only_http_and_https_are_classified() -> None:
+    with pytest.raises(ValueError, match="not 'ftp'"):
+        outcome_from_curl("ftp", 56, 0)
+    with pytest.raises(ValueError, match="http:// or https://"):
+        CurlRequest("ftp://aliyun.com/")
+    assert CurlRequest("10.96.200.10/status/418").scheme == "http"
+    assert CurlRequest("HTTPS://www.httpbin.org").scheme == "https"
 
 
 def test_exit_zero_without_status_is_a_probe_error() -> None:
     with pytest.raises(ProbeError):
-        outcome_from_curl(0, 0)
+        outcome_from_curl("http", 0, 0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -371,7 +412,8 @@ def test_sidecar_blackhole_502() -> None:
         (7, "Failed to connect to 10.96.120.11 port 80 after 1 ms: Couldn't connect to server", CONN_REFUSED),
         (28, "Connection timed out after 5001 milliseconds", TIMEOUT),
         (6, "Could not resolve host: aliyun.com", DNS_FAIL),
-        (52, "Empty reply from server", EMPTY_REPLY),
+        (52, "Empty reply from server", TLS_RESET),
+        (1, "Received HTTP/0.9 when not allowed", NON_HTTP_REPLY),
     ],
 )
 def test_failed_transfers(exit_code: int, error: str, expected: Outcome) -> None:
@@ -549,36 +591,13 @@ def origin() -> Iterator[str]:
     if shutil.which("curl") is None:
         pytest.skip("no curl on this machine")
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Origin)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll interval: shutdown() waits for the serving loop to notice it.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     _Origin.seen = []
     yield f"127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture
-def closing_server() -> Iterator[str]:
-    """Accepts connections and closes them: first without a reply, then with a reset."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(4)
-
-    def serve() -> None:
-        for index in range(2):
-            try:
-                connection, _ = listener.accept()
-            except OSError:
-                return
-            connection.recv(1024)
-            if index == 1:
-                connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            connection.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{listener.getsockname()[1]}"
-    listener.close()
 
 
 def test_real_curl_head_get_post(origin: str) -> None:
@@ -600,35 +619,196 @@ def test_real_curl_head_get_post(origin: str) -> None:
     assert post.curl_info["remote_port"] == int(origin.rsplit(":", 1)[1])
 
 
-def test_real_curl_failures(closing_server: str) -> None:
+PEER_NAME = "probe.test"
+REQUEST_END = b"\r\n\r\n"
+
+
+def _read_request(connection: socket.socket) -> None:
+    """Read what curl sends first (a request, or a ClientHello on a plain port) in one go."""
+    connection.settimeout(5)
+    connection.recv(65536)
+
+
+def _reset(connection: socket.socket) -> None:
+    """Close with SO_LINGER 0: the kernel sends RST instead of FIN."""
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    connection.close()
+
+
+@dataclass
+class LoopbackPeer:
+    """A TCP (optionally TLS) server on 127.0.0.1 that treats each connection with one behaviour."""
+
+    behaviour: Callable[[socket.socket, threading.Event], None]
+    tls: ssl.SSLContext | None = None
+    accept: bool = True
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=16)
+        self.port = self.listener.getsockname()[1]
+        if self.accept:
+            threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                if self.tls is not None:
+                    connection.settimeout(5)
+                    connection = self.tls.wrap_socket(connection, server_side=True)
+                self.behaviour(connection, self.stop)
+            except (OSError, ssl.SSLError):
+                pass  # the client gave up or the handshake failed: that is what some rows test
+            finally:
+                connection.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+
+
+def _answer(payload: bytes) -> Callable[[socket.socket, threading.Event], None]:
+    def behaviour(connection: socket.socket, stop: threading.Event) -> None:
+        _read_request(connection)
+        connection.sendall(payload)
+
+    return behaviour
+
+
+def _answer_then_hold(payload: bytes) -> Callable[[socket.socket, threading.Event], None]:
+    def behaviour(connection: socket.socket, stop: threading.Event) -> None:
+        _read_request(connection)
+        connection.sendall(payload)
+        stop.wait(10)  # until the test ends: curl gives up first
+
+    return behaviour
+
+
+def _reads_then_resets(connection: socket.socket, stop: threading.Event) -> None:
+    _read_request(connection)
+    _reset(connection)
+
+
+TEAPOT = b"HTTP/1.1 418 I'm a teapot\r\nContent-Length: 13\r\nConnection: close\r\n\r\nI'm a teapot\n"
+BEHAVIOURS: dict[str, Callable[[socket.socket, threading.Event], None]] = {
+    "answers-418": _answer(TEAPOT),
+    "plain-http-server": _answer(TEAPOT),
+    "headers-then-stalled-body": _answer_then_hold(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc"),
+    "headers-then-cut-body": _answer(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab"),
+    "header-without-colon": _answer(b"HTTP/1.1 200 OK\r\nbad header\r\n\r\n"),
+    "reads-then-closes": _answer(b""),
+    "reads-then-resets": _reads_then_resets,
+    "tls1.2-requires-client-certificate": _answer(TEAPOT),
+    "tls1.3-requires-client-certificate": _answer(TEAPOT),
+    "banner": _answer(b"SSH-2.0-OpenSSH_9.6\r\n"),
+    "tls-alert-on-plain-port": _answer(b"\x15\x03\x01\x00\x02\x02\x46"),
+    "unparseable-status-code": _answer(b"HTTP/1.1 2\r\n\r\n"),
+    "certificate-of-another-ca": _answer(TEAPOT),
+    "closes-at-accept": lambda connection, stop: None,
+}
+
+
+@dataclass(frozen=True)
+class PeerPki:
+    ca_file: str
+    own: RunPKI
+    other: RunPKI
+
+
+@pytest.fixture(scope="module")
+def peer_pki(tmp_path_factory: pytest.TempPathFactory) -> PeerPki:
     if shutil.which("curl") is None:
         pytest.skip("no curl on this machine")
-    prober = Prober(LocalExec(), Timeouts(request=5))
-    assert prober.probe(SLEEP, CurlRequest(f"http://{closing_server}/")).outcome == EMPTY_REPLY
-    reset = prober.probe(SLEEP, CurlRequest(f"http://{closing_server}/"))
-    assert reset.outcome == TLS_RESET  # exit 56 without a response
-    assert reset.curl_exit_code == 56
-    free = socket.socket()
-    free.bind(("127.0.0.1", 0))
-    port = free.getsockname()[1]
-    free.close()
-    refused = prober.probe(SLEEP, CurlRequest(f"http://127.0.0.1:{port}/"))
-    assert refused.outcome == CONN_REFUSED
-    assert "Failed to connect" in (refused.curl_error or "")
+    own = RunPKI.generate({"peer": [PEER_NAME]})
+    directory = tmp_path_factory.mktemp("peer-pki")
+    return PeerPki(str(own.write(directory)["ca.crt"]), own, RunPKI.generate({"peer": [PEER_NAME]}))
 
 
-def test_real_curl_tls_to_a_plain_port_and_timeout(origin: str) -> None:
+def _server_context(pki: RunPKI, version: ssl.TLSVersion, *, require_client_certificate: bool) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = context.maximum_version = version
+    with tempfile.TemporaryDirectory() as directory:
+        files = pki.write(Path(directory))
+        context.load_cert_chain(files["peer.crt"], files["peer.key"])
+        if require_client_certificate:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(files["ca.crt"])
+    return context
+
+
+def start_peer(scheme: str, behaviour: str, pki: PeerPki) -> LoopbackPeer:
+    tls: ssl.SSLContext | None = None
+    if scheme == "https" and behaviour != "plain-http-server":
+        version = ssl.TLSVersion.TLSv1_2 if behaviour.startswith("tls1.2") else ssl.TLSVersion.TLSv1_3
+        signer = pki.other if behaviour == "certificate-of-another-ca" else pki.own
+        tls = _server_context(signer, version, require_client_certificate="client-certificate" in behaviour)
+    return LoopbackPeer(BEHAVIOURS.get(behaviour, _answer(b"")), tls, accept=behaviour != "never-answers")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def probe_peer(scheme: str, behaviour: str, pki: PeerPki) -> ProbeResult:
+    """Run real curl, through a Prober, against a loopback peer behaving this way."""
     prober = Prober(LocalExec(), Timeouts(request=5))
-    assert prober.probe(SLEEP, CurlRequest(f"https://{origin}/")).outcome == TLS_RESET
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(1)  # accepts into the backlog, never answers
+    # Rows that end in curl's own timeout wait for it: short, but long enough for a loaded machine's
+    # server thread to send the headers of a stalled body first.
+    max_time = {"never-answers": 0.25, "headers-then-stalled-body": 0.5}.get(behaviour)
+    if behaviour == "unresolvable-name":
+        return prober.probe(SLEEP, CurlRequest(f"{scheme}://egress-conformance.invalid/", max_time=3))
+    if behaviour == "closed-port":
+        port, peer = free_port(), None
+    else:
+        peer = start_peer(scheme, behaviour, pki)
+        port = peer.port
+    request = CurlRequest(
+        f"{scheme}://{PEER_NAME}:{port}/",
+        cacert=pki.ca_file if scheme == "https" else None,
+        resolve=(f"{PEER_NAME}:{port}:127.0.0.1",),
+        max_time=max_time,
+    )
     try:
-        result = prober.probe(SLEEP, CurlRequest(f"http://127.0.0.1:{silent.getsockname()[1]}/", max_time=0.5))
+        return prober.probe(SLEEP, request)
     finally:
-        silent.close()
-    assert result.outcome == TIMEOUT
-    assert result.curl_exit_code == 28
+        if peer is not None:
+            peer.close()
+
+
+_OBSERVABLE = sorted({(row[0], row[4]) for row in CLASSIFICATION if row[4] is not None})
+
+
+@pytest.mark.parametrize(("scheme", "behaviour"), _OBSERVABLE, ids=[f"{s}-{b}" for s, b in _OBSERVABLE])
+def test_real_curl_gives_the_tabled_outcome(scheme: str, behaviour: str, peer_pki: PeerPki) -> None:
+    result = probe_peer(scheme, behaviour, peer_pki)
+    if behaviour == "unresolvable-name" and result.curl_exit_code == 28:
+        pytest.skip("this machine's resolver does not answer for .invalid names")
+    observed = (result.curl_exit_code, result.status is not None)
+    rows = {(row[1], row[2]): row[3] for row in CLASSIFICATION if (row[0], row[4]) == (scheme, behaviour)}
+    assert observed in rows, f"{scheme} {behaviour}: curl gave {result.summary()}, table has {sorted(rows)}"
+    assert result.outcome == rows[observed]
+
+
+@pytest.mark.parametrize(("scheme", "outcome"), [("http", CONN_RESET), ("https", TLS_RESET)], ids=["http", "https"])
+def test_one_behaviour_gives_one_outcome(scheme: str, outcome: Outcome, peer_pki: PeerPki) -> None:
+    """A peer closing right after accept makes curl exit 52 or 56 (http) at random: one outcome all the same."""
+    peer = LoopbackPeer(BEHAVIOURS["closes-at-accept"])
+    prober = Prober(LocalExec(), Timeouts(request=5))
+    request = CurlRequest(
+        f"{scheme}://{PEER_NAME}:{peer.port}/", cacert=peer_pki.ca_file, resolve=(f"{PEER_NAME}:{peer.port}:127.0.0.1",)
+    )
+    try:
+        results = [prober.probe(SLEEP, request) for _ in range(12)]
+    finally:
+        peer.close()
+    assert {r.outcome for r in results} == {outcome}, [r.summary() for r in results]
+    assert {r.curl_exit_code for r in results} <= {35, 52, 55, 56}
 
 
 def test_probe_result_is_a_typed_record() -> None:

@@ -12,8 +12,8 @@ import pytest
 from conformance.accesslog import AccessLogEntry, LogExpectation
 from conformance.actions import CheckActions
 from conformance.catalogue import GATEWAY_MTLS_ADAPTATION, GATEWAY_PLAINTEXT_ADAPTATION, lookup
-from conformance.istio import OutboundMode
 from conformance.kube import ObjectRef
+from conformance.mesh_config import OutboundMode
 from conformance.planning import PlanRuntime, overlay_egress_gateway
 from conformance.probe import CurlRequest, Headers, Outcome, ProbeResult, ResponseExpectation, http
 from conformance.runtime import (
@@ -196,7 +196,7 @@ class RecordingRuntime:
 def new_step(runtime: RecordingRuntime, check_id: str = "EGW-04") -> Step:
     check = lookup(check_id)
     actions = CheckActions(check.id, "x::y", "sidecar", check.profile.value, check.title)
-    return Step(CheckRun(check, actions), runtime)  # type: ignore[arg-type]
+    return Step(CheckRun(check, actions), runtime)
 
 
 def calls_of(runtime: RecordingRuntime, kind: str) -> list[Any]:

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from conformance import versions
-from conformance.settings import OPTIONS, IstioSource, MeshMode, Settings, SettingsError
+from conformance.settings import (
+    OPTIONS,
+    IstioSource,
+    MeshMode,
+    Settings,
+    SettingsError,
+    check_writable_directory,
+)
 
 
 def build(cli: dict[str, object] | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -79,7 +86,12 @@ def test_timeout_scale_scales_every_deadline_but_the_poll_interval() -> None:
         ({"istio": "helm"}, r"--istio: 'helm' is not one of install, existing"),
         ({"cluster_name": "Egress_Test"}, r"--cluster-name: 'Egress_Test' is not a valid kind cluster name"),
         ({"kind_image": "kindest/node"}, r"--kind-image: .* with a tag"),
-        ({"timeout_scale": "0"}, r"--timeout-scale: '0' is not a number greater than 0"),
+        ({"timeout_scale": "0"}, r"--timeout-scale: '0' is not a number from 0.1 to 100"),
+        ({"timeout_scale": "1e-300"}, r"--timeout-scale: '1e-300' is not a number from 0.1 to 100"),
+        ({"timeout_scale": "0.09"}, r"--timeout-scale: '0.09'"),
+        ({"timeout_scale": "100.5"}, r"--timeout-scale: '100.5'"),
+        ({"timeout_scale": "nan"}, r"--timeout-scale: 'nan'"),
+        ({"timeout_scale": "inf"}, r"--timeout-scale: 'inf'"),
         ({"timeout_scale": "fast"}, r"--timeout-scale: 'fast'"),
         ({"kubeconfig": "/nonexistent/kubeconfig"}, r"--kubeconfig: '/nonexistent/kubeconfig' does not exist"),
         ({"kind_bin": "/nonexistent/kind"}, r"--kind-bin: '/nonexistent/kind' is neither an executable"),
@@ -89,6 +101,32 @@ def test_timeout_scale_scales_every_deadline_but_the_poll_interval() -> None:
 def test_bad_values_name_the_option_and_accepted_values(cli: dict[str, object], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         build(cli=cli)
+
+
+def test_timeout_scale_range_ends_are_accepted() -> None:
+    assert build(cli={"timeout_scale": "0.1"}).timeouts.request == pytest.approx(1.5)
+    assert build(cli={"timeout_scale": "100"}).timeout_scale == 100.0
+
+
+def test_report_dir_under_a_regular_file_is_refused(tmp_path: Path) -> None:
+    regular = tmp_path / "notes.txt"
+    regular.write_text("")
+    with pytest.raises(
+        SettingsError, match=r"--report-dir: '.*notes.txt/reports' lies under .*notes.txt, which is not"
+    ):
+        build(cli={"report_dir": str(regular / "reports")})
+    with pytest.raises(SettingsError, match=r"--report-dir: '.*notes.txt' is not a directory"):
+        build(cli={"report_dir": str(regular)})
+    assert list(tmp_path.iterdir()) == [regular]
+
+
+def test_report_dir_that_cannot_be_created_is_refused_and_nothing_is_left(tmp_path: Path) -> None:
+    # /proc refuses new directories even to root, whose access() checks always pass.
+    with pytest.raises(SettingsError, match=r"--report-dir: '/proc/egress-reports' cannot be created or written"):
+        check_writable_directory("--report-dir", Path("/proc/egress-reports"))
+    wanted = tmp_path / "a" / "b"
+    check_writable_directory("--report-dir", wanted)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_istio_version_tolerates_v_prefix_and_unknown_patch_of_known_minor() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance import MANIFESTS_DIR, istio, versions
+from conformance import MANIFESTS_DIR, gateway_api, versions
 
 VENDORED_DIRS = (MANIFESTS_DIR / "schemas", MANIFESTS_DIR / "gateway-api")
 _TABLE_ROW = re.compile(r"^\| `(?P<file>[^`]+)` \| .* \| `(?P<sha256>[0-9a-f]{64})` \|$", re.M)
@@ -42,7 +42,7 @@ def test_every_supported_minor_uses_vendored_files() -> None:
 @pytest.mark.parametrize("minor", versions.ISTIO_MINORS, ids=lambda m: f"istio-{m.minor}")
 def test_the_bundle_of_each_minor_passes_the_pre_apply_check(minor: versions.IstioMinor, tmp_path: Path) -> None:
     # Vendored, so nothing is downloaded into the cache; the standard-channel / bundle-version check runs.
-    docs = istio.load_gateway_api_bundle(minor.gateway_api, tmp_path)
+    docs = gateway_api.load_gateway_api_bundle(minor.gateway_api, tmp_path)
     assert not any(tmp_path.iterdir())
     crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
     assert {d["metadata"]["name"] for d in crds} >= {

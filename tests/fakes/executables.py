@@ -3,12 +3,14 @@
 A ``FakeExecutable`` is a small Python script installed under the name of a real tool (``kind``,
 ``docker``, ``istioctl``, ...) in a directory that the test puts first on PATH. Every invocation:
 
-1. appends one JSON line to the call log: ``{"argv": [...], "env": {...}, "cwd": "...", "stdin": ...}``
-   (``argv`` excludes the program name; ``env`` holds only the variables named in ``record_env``;
-   ``stdin`` is captured only when ``record_stdin=True``, else null);
-2. picks the first rule whose argv prefix matches (rules added with ``on()``, in order; a rule with
+1. appends one JSON line to the call log: ``{"argv": [...], "env": {...}, "cwd": "...", "stdin": ...,
+   "refused": ...}`` (``argv`` excludes the program name; ``env`` holds only the variables named in
+   ``record_env``; ``stdin`` is captured only when ``record_stdin=True``, else null);
+2. for a tool whose real command line is recorded (``kind``, ``istioctl``: ``tests/fakes/cli.py``), refuses
+   an argv the real release would refuse, with its error and exit code (``refused`` holds the error);
+3. picks the first rule whose argv prefix matches (rules added with ``on()``, in order; a rule with
    ``times=N`` stops matching after N uses) or else the default reply;
-3. optionally sleeps ``delay`` seconds (to exercise deadlines), writes the reply's stdout and stderr and
+4. optionally sleeps ``delay`` seconds (to exercise deadlines), writes the reply's stdout and stderr and
    exits with its exit code.
 
 Usage::
@@ -23,7 +25,8 @@ Usage::
 The ``fake_bin`` fixture (re-export it from a conftest or import it into the test module) prepends its
 directory to PATH for the duration of the test; ``fake_bin.isolate_path()`` makes that directory the
 *only* PATH entry, so real tools on the machine (a real ``docker``, say) cannot be found. The script's
-shebang is the absolute path of the running interpreter, so it works with an isolated PATH.
+shebang is the absolute path of the running interpreter, so it works with an isolated PATH; with ``-S``
+(no site-packages: the script needs the standard library only), so that it starts faster.
 """
 
 from __future__ import annotations
@@ -35,30 +38,50 @@ import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.fakes.cli import recorded_spec
+
+if TYPE_CHECKING:
+    from tests.fakes.cli import CliSpec
+
 _SCRIPT = """\
-#!{python}
+#!{python} -S
 # Fake `{name}` for tests (tests/fakes/executables.py): records its call, replies as scripted.
 import json, os, sys, time
 
 CONFIG = {config!r}
+
+def refusal(config, argv):
+    # What the real tool says to this argv when it refuses it (tests/fakes/cli.py), else None.
+    if config["cli"] is None:
+        return None
+    sys.path.insert(0, config["cli_module_dir"])
+    import cli
+
+    return cli.check(config["cli"], argv)
+
 
 def main():
     with open(CONFIG, encoding="utf-8") as f:
         config = json.load(f)
     argv = sys.argv[1:]
     stdin = sys.stdin.read() if config["record_stdin"] else None
+    refused = refusal(config, argv)
     record = {{
         "argv": argv,
         "env": {{k: os.environ[k] for k in config["record_env"] if k in os.environ}},
         "cwd": os.getcwd(),
         "stdin": stdin,
+        "refused": refused[0] if refused else None,
     }}
     with open(config["log"], "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\\n")
+    if refused is not None:
+        sys.stderr.write(refused[0] + "\\n")
+        sys.exit(refused[1])
     try:
         with open(config["state"], encoding="utf-8") as f:
             uses = json.load(f)
@@ -108,6 +131,8 @@ class Call:
     env: dict[str, str]
     cwd: str
     stdin: str | None
+    #: The real tool's error for an argv it would refuse; None when the argv is accepted.
+    refused: str | None = None
 
 
 @dataclass
@@ -127,6 +152,8 @@ class FakeExecutable:
     #: Environment variables whose values each call records (others are not recorded).
     record_env: tuple[str, ...] = ()
     record_stdin: bool = False
+    #: The real tool's command line; an argv it refuses is refused as the real tool does.
+    cli: CliSpec | None = None
     _rules: list[_Rule] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
@@ -177,6 +204,8 @@ class FakeExecutable:
             "state": str(self._state_path),
             "record_env": list(self.record_env),
             "record_stdin": self.record_stdin,
+            "cli": self.cli,
+            "cli_module_dir": str(Path(__file__).resolve().parent),
             "default": asdict(self.default),
             "rules": [
                 {"prefix": rule.prefix, "reply": asdict(rule.reply), "times": rule.times} for rule in self._rules
@@ -201,7 +230,8 @@ class FakeBin:
         record_env: tuple[str, ...] = (),
         record_stdin: bool = False,
     ) -> FakeExecutable:
-        return FakeExecutable(self.directory, name, default or Reply(), record_env, record_stdin)
+        """A fake ``name``; for kind and istioctl it refuses what their pinned releases refuse."""
+        return FakeExecutable(self.directory, name, default or Reply(), record_env, record_stdin, recorded_spec(name))
 
     def isolate_path(self) -> None:
         """Make the fake directory the only PATH entry: real tools on this machine become invisible."""
