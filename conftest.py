@@ -6,4 +6,6 @@ pytest_plugins = (
     # Fake executables on PATH (kind, istioctl, docker) and a loopback fake API server.
     "tests.fakes.executables",
     "tests.fake_apiserver",
+    # A real etcd + kube-apiserver + kube-controller-manager, built with Go on first use.
+    "tests.real_apiserver",
 )
