@@ -29,7 +29,7 @@ APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
 #: Field manager of objects "someone else" made: a user, istioctl, a vendor's controller.
 OTHER_MANAGER = "cluster-operator"
-TIMEOUTS = Timeouts(apply=6, discovery=15, crd_established=30, delete=60)
+TIMEOUTS = Timeouts(apply=3, discovery=15, crd_established=30, delete=60)
 GATEWAY_API_BUNDLE = MANIFESTS_DIR / "gateway-api" / "v1.5.1" / "standard-install.yaml"
 ISTIO_CRDS = MANIFESTS_DIR / "schemas" / "istio-1.30.3" / "crd-all.gen.yaml"
 
@@ -180,7 +180,7 @@ def test_unknown_field_is_the_schema_500_and_never_retried(kube: Kube, namespace
     with pytest.raises(KubeApiError) as caught:
         kube.apply([{**configmap("typo"), "datas": {"a": "1"}}], default_namespace=namespace)
 
-    assert time.monotonic() - started < 2  # the apply deadline (6 s) was not spent retrying
+    assert time.monotonic() - started < 2  # the apply deadline (3 s) was not spent retrying
     error = caught.value
     assert error.status == 500 and error.schema_error and not error.transient
     assert "apply ConfigMap" in str(error)
@@ -347,8 +347,8 @@ def test_creating_content_in_a_terminating_namespace_is_retried_then_reported(
         error = caught.value
         assert error.status == 403 and error.namespace_terminating and error.transient
         assert "unable to create new content in namespace lifecycle-c because it is being terminated" in str(error)
-        assert "within the apply deadline of 6s" in str(error)
-        assert 6 <= elapsed < 10
+        assert "within the apply deadline of 3s" in str(error)
+        assert 3 <= elapsed < 7
     finally:
         real_apiserver.request(
             "PATCH", "/api/v1/namespaces/lifecycle-c/configmaps/held", {"metadata": {"finalizers": None}}, MERGE
@@ -710,7 +710,7 @@ def test_webhook_without_endpoints_is_the_500_the_fake_scripts(
             kube.apply([configmap("blocked", a="1")], default_namespace=namespace)
         assert caught.value.transient
         assert 'no endpoints available for service "istiod"' in str(caught.value)
-        assert "within the apply deadline of 6s" in str(caught.value)
+        assert "within the apply deadline of 3s" in str(caught.value)
     finally:
         real_apiserver.request("DELETE", webhook_path)
 
