@@ -631,6 +631,20 @@ def _terminal(config: pytest.Config) -> Callable[[str], None]:
     return report
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "real_apiserver: uses the real control plane (Go builds it once); -m 'not real_apiserver' leaves it out",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses the fixture, so a quick run can leave the whole tier out."""
+    for item in items:
+        if "real_apiserver" in getattr(item, "fixturenames", ()):
+            item.add_marker("real_apiserver")
+
+
 @pytest.fixture(scope="session")
 def real_apiserver(pytestconfig: pytest.Config) -> Iterator[RealApiServer]:
     """A real control plane for the session; skips without Go unless EGRESS_REQUIRE_REAL_APISERVER=1."""

@@ -241,6 +241,12 @@ def test_without_go_the_tests_fail_where_the_real_server_is_required(
     result.stdout.fnmatch_lines([f"*Go is not installed*{real_apiserver.REQUIRE_ENV}=1 requires them to run*"])
 
 
+def test_the_tier_can_be_left_out_by_its_marker(no_go: pytest.Pytester) -> None:
+    no_go.makepyfile(test_offline="def test_plain():\n    pass\n")
+    result = no_go.runpytest("-p", "no:cacheprovider", "-m", "not real_apiserver")
+    result.assert_outcomes(passed=1, deselected=1)
+
+
 # ---------------------------------------------------------------------------------------- the real thing
 
 
