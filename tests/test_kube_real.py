@@ -15,7 +15,6 @@ import yaml
 
 from conformance import MANIFESTS_DIR
 from conformance.kube import (
-    AppliedObject,
     Kube,
     KubeApiError,
     KubeConflictError,
@@ -309,14 +308,16 @@ def test_namespace_deletion_completes_through_the_controller(kube: Kube) -> None
     assert kube.get(ObjectRef("v1", "Namespace", "lifecycle-a")) is None
 
 
-def test_applying_into_a_terminating_namespace_waits_for_it_to_go_then_recreates_it(kube: Kube) -> None:
+def test_applying_into_a_terminating_namespace_waits_for_it_to_go_then_recreates_it(
+    kube: Kube, real_apiserver: RealApiServer
+) -> None:
     ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "lifecycle-b", "labels": {"owner": "harness"}}}
     first = kube.apply([ns, configmap("inside", "lifecycle-b", a="1")])
     kube.delete([first[0].ref], timeout=60, wait=False)
     terminating = kube.get(first[0].ref)
     assert terminating is not None and terminating["status"]["phase"] == "Terminating"
 
-    with Kube(kube_config_of(kube), timeouts=Timeouts(apply=60), poll_interval=0.2) as patient:
+    with Kube(real_apiserver.kubeconfig, timeouts=Timeouts(apply=60), poll_interval=0.2) as patient:
         again = patient.apply([ns, configmap("inside", "lifecycle-b", a="2")])
 
     assert [a.created for a in again] == [True, True]
@@ -353,10 +354,6 @@ def test_creating_content_in_a_terminating_namespace_is_retried_then_reported(
         real_apiserver.request(
             "PATCH", "/api/v1/namespaces/lifecycle-c/configmaps/held", {"metadata": {"finalizers": None}}, MERGE
         )
-
-
-def kube_config_of(kube: Kube) -> Path:
-    return kube._client.kubeconfig
 
 
 # ---- delete and its wait -----------------------------------------------------------------------------------
@@ -739,9 +736,3 @@ def test_the_fake_s_canned_statuses_are_the_real_server_s(
         APPLY,
     )
     assert (status, body) == (500, schema_error_status(f"{namespace}/c", "/v1, Kind=ConfigMap", ".datas"))
-
-
-def test_applied_object_is_what_the_server_returned(kube: Kube, namespace: str) -> None:
-    (applied,) = kube.apply([configmap("echo", a="1")], default_namespace=namespace)
-    assert isinstance(applied, AppliedObject)
-    assert applied.object["metadata"]["uid"]
