@@ -409,12 +409,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL when the test process dies without stopping us (Linux)."""
-    with contextlib.suppress(Exception):
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A pre-exec hook making the child get SIGKILL when the test process dies without stopping it (Linux
+    PR_SET_PDEATHSIG). Looked up here, in the parent: the hook itself only makes the one system call."""
+    try:
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    set_parent_death_signal, sigkill = 1, int(signal.SIGKILL)
+
+    def hook() -> None:
+        prctl(set_parent_death_signal, sigkill)
+
+    return hook
+
+
+_DIE_WITH_PARENT = _parent_death_signal()
 
 
 @dataclass
@@ -575,7 +587,7 @@ class RealApiServer:
                 stderr=output,
                 cwd=self.workdir,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=_DIE_WITH_PARENT,
             )
         self.processes.append(_Process(name, popen, log))
 
