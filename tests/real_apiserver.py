@@ -445,8 +445,11 @@ class _Process:
 class RealApiServer:
     """etcd + kube-apiserver + kube-controller-manager on loopback; ``start()``, then ``stop()``."""
 
-    def __init__(self, binaries: Binaries, workdir: Path | None = None) -> None:
+    def __init__(self, binaries: Binaries, workdir: Path | None = None, *, controller_manager: bool = True) -> None:
+        """``controller_manager=False`` leaves out kube-controller-manager: namespaces then never finish
+        terminating and no ServiceAccount appears, which checks that only apply and read do not need."""
         self.binaries = binaries
+        self.controller_manager = controller_manager
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="egress-real-apiserver-"))
         self.processes: list[_Process] = []
@@ -519,6 +522,8 @@ class RealApiServer:
         context.load_cert_chain(str(pki.admin_cert), str(pki.admin_key))
         self._ssl = context
         self._wait_until("kube-apiserver /readyz", deadline, lambda: self._get("/readyz") == (200, "ok"))
+        if not self.controller_manager:
+            return
         self._spawn(
             "kube-controller-manager",
             [
@@ -532,13 +537,17 @@ class RealApiServer:
         )
 
     def stop(self) -> None:
-        """Stop every process group (newest first) and remove the working directory."""
+        """Kill every process group (newest first), reap the processes, remove the working directory.
+
+        SIGKILL at once: everything they hold is thrown away, so a graceful shutdown (seconds for the API
+        server) would only cost time.
+        """
         for process in reversed(self.processes):
-            if process.popen.poll() is None or process.popen.returncode is None:
-                _kill_group(process.popen)
-            else:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.popen.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.popen.pid, signal.SIGKILL)
+        for process in self.processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.popen.wait(timeout=STOP_TIMEOUT)
         self.processes.clear()
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)

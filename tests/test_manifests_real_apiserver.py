@@ -113,7 +113,8 @@ def cluster(request: pytest.FixtureRequest, real_apiserver: RealApiServer) -> It
             f"{crds.gateway_api_bundle.relative_to(MANIFESTS_DIR.parent)} is not vendored",
             pytrace=False,
         )
-    with RealApiServer(real_apiserver.binaries) as server, Kube(server.kubeconfig, timeouts=TIMEOUTS) as kube:
+    control_plane = RealApiServer(real_apiserver.binaries, controller_manager=False)  # dry runs need no controller
+    with control_plane as server, Kube(server.kubeconfig, timeouts=TIMEOUTS) as kube:
         bundles = [*bundle(crds.gateway_api_bundle), *bundle(crds.istio_bundle)]
         kube.apply(bundles)
         names = [doc["metadata"]["name"] for doc in bundles if doc["kind"] == "CustomResourceDefinition"]
