@@ -11,4 +11,6 @@ pytest_plugins = (
     "tests.fake_apiserver",
     # One plan run of the whole catalogue, shared by the tests that read plan.json and its report.
     "tests.plan_run",
+    # A real etcd + kube-apiserver + kube-controller-manager, built with Go on first use.
+    "tests.real_apiserver",
 )

@@ -7,10 +7,9 @@
   least ``Timeouts.hold`` seconds. A probe that flips back (e.g. the request is allowed again) fails at
   once: an expected drop is never retried into a success.
 
-Both poll with tenacity (``Retrying`` + ``wait_fixed`` + ``retry_if_result``). tenacity measures its own
-delays with ``time.monotonic`` inside the library, so the deadline here is a stop condition reading an
-injectable clock; together with tenacity's ``sleep=`` argument, tests run on a fake clock without
-sleeping. An attempt may start no later than the deadline.
+Both poll with ``conformance.poll.poll`` (the harness's one polling loop): the clock and the sleep are
+injectable, so tests run on a fake clock without sleeping. An attempt may start no later than the deadline.
+A probe error of a ``tolerated`` type counts as an attempt that observed nothing.
 
 Failures raise ``ExpectationFailed`` (an AssertionError) whose message names the check, the expected
 state, the last observation, attempts, the consecutive matches reached, elapsed time and the deadline.
@@ -22,12 +21,9 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from enum import Enum
 from typing import Any, Generic, Protocol, TypeVar, cast, runtime_checkable
 
-from tenacity import RetryCallState, Retrying, retry_if_result, wait_fixed
-from tenacity.stop import stop_base
-
+from conformance.poll import poll
 from conformance.timeouts import Timeouts
 
 LOGGER = logging.getLogger("conformance.expect")
@@ -144,24 +140,6 @@ class _Tally(Generic[T]):
         return ("... -> " if len(self.runs) > len(shown) else "") + (text or "no attempt")
 
 
-class _Attempt(Enum):
-    MATCHED = "matched"
-    MISMATCHED = "mismatched"
-    ERROR = "error"
-
-
-class _ClockDeadline(stop_base):
-    """Stop when the next attempt would start after ``seconds`` from ``started`` on ``clock``."""
-
-    def __init__(self, clock: Callable[[], float], started: float, seconds: float) -> None:
-        self._clock = clock
-        self._started = started
-        self._seconds = seconds
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        return self._clock() - self._started + retry_state.upcoming_sleep > self._seconds
-
-
 def _deadline_seconds(timeouts: Timeouts, name: str) -> float:
     names = {f.name for f in fields(timeouts)}
     if name not in names:
@@ -184,7 +162,7 @@ def _expected_text(expected: object, given: str | None) -> str:
 
 
 @dataclass(frozen=True)
-class _Poll(Generic[T]):
+class _Check(Generic[T]):
     probe: Callable[[], T]
     predicate: Callable[[T], bool]
     description: str
@@ -195,28 +173,39 @@ class _Poll(Generic[T]):
     sleep: Callable[[float], None]
     tolerated: tuple[type[Exception], ...]
 
-    def observe(self, tally: _Tally[T]) -> _Attempt:
-        """One probe, recorded; a tolerated error counts as a mismatch that observed nothing."""
-        try:
-            observation = self.probe()
-        except self.tolerated as exc:
-            tally.record(None, False, f"error {type(exc).__name__}", f"{type(exc).__name__}: {exc}")
-            return _Attempt.ERROR
+    def observe(self, tally: _Tally[T]) -> bool:
+        """One probe, recorded; True when it matched. A tolerated error propagates to ``run``, which records it."""
+        observation = self.probe()
         matched = bool(self.predicate(observation))
         tally.record(observation, matched, _label(observation), _describe(observation))
         LOGGER.debug("%s: attempt %d %s: %s", self.description, tally.attempts, matched, tally.last_text)
-        return _Attempt.MATCHED if matched else _Attempt.MISMATCHED
+        return matched
 
-    def run(self, attempt: Callable[[], _Tally[T]], done: Callable[[_Tally[T]], bool], stop: Any) -> _Tally[T]:
-        retrying = Retrying(
-            stop=stop,
-            wait=wait_fixed(self.interval),
-            retry=retry_if_result(lambda tally: not done(tally)),
+    def run(
+        self,
+        tally: _Tally[T],
+        attempt: Callable[[], _Tally[T]],
+        done: Callable[[_Tally[T]], bool],
+        started: float,
+        seconds: float,
+    ) -> None:
+        def tolerated(error: BaseException) -> bool:
+            return isinstance(error, self.tolerated) and not isinstance(error, ExpectationFailed)
+
+        def record_error(error: BaseException) -> None:
+            tally.record(None, False, f"error {type(error).__name__}", f"{type(error).__name__}: {error}")
+
+        poll(
+            attempt,
+            done,
+            seconds=seconds,
+            interval=self.interval,
+            transient=tolerated,
+            on_transient=record_error,
+            clock=self.clock,
             sleep=self.sleep,
-            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+            started=started,
         )
-        result: _Tally[T] = retrying(attempt)
-        return result
 
     def failure(
         self, tally: _Tally[T], reason: str, started: float, deadline_name: str, deadline_seconds: float
@@ -256,7 +245,7 @@ def eventually(
     ``expected`` is an object with ``matches(observation)`` (an Outcome, a ResponseExpectation, a
     LogExpectation, ...) or a plain predicate. ``deadline`` names a Timeouts field.
     """
-    poll = _make_poll(
+    check = _make_check(
         probe,
         expected,
         expected_description,
@@ -273,17 +262,17 @@ def eventually(
     tally: _Tally[T] = _Tally(consecutive)
 
     def attempt() -> _Tally[T]:
-        poll.observe(tally)
+        check.observe(tally)
         return tally
 
-    poll.run(attempt, lambda t: t.consecutive >= consecutive, _ClockDeadline(clock, started, seconds))
+    check.run(tally, attempt, lambda t: t.consecutive >= consecutive, started, seconds)
     if tally.consecutive < consecutive:
         reason = (
             f"not observed {consecutive} times in a row within the {deadline} deadline"
             if tally.best_run
             else f"never observed within the {deadline} deadline"
         )
-        raise poll.failure(tally, reason, started, deadline, seconds)
+        raise check.failure(tally, reason, started, deadline, seconds)
     return cast(T, tally.last)
 
 
@@ -309,7 +298,7 @@ def consistently(
     error (``tolerated``) during the hold does not fail but restarts the run of consecutive matches; the
     hold gives up after ``hold`` + ``deadline``.
     """
-    poll = _make_poll(
+    check = _make_check(
         probe,
         expected,
         expected_description,
@@ -327,19 +316,21 @@ def consistently(
     tally: _Tally[T] = _Tally(consecutive)
 
     def wait_attempt() -> _Tally[T]:
-        poll.observe(tally)
+        check.observe(tally)
         return tally
 
-    poll.run(wait_attempt, lambda t: t.consecutive >= 1, _ClockDeadline(clock, started, converge_seconds))
+    check.run(tally, wait_attempt, lambda t: t.consecutive >= 1, started, converge_seconds)
     if tally.consecutive < 1:
-        raise poll.failure(tally, f"never observed within the {deadline} deadline", started, deadline, converge_seconds)
+        raise check.failure(
+            tally, f"never observed within the {deadline} deadline", started, deadline, converge_seconds
+        )
 
     first_seen = clock()
 
     def hold_attempt() -> _Tally[T]:
-        if poll.observe(tally) is _Attempt.MISMATCHED:
+        if not check.observe(tally):
             held = clock() - first_seen
-            raise poll.failure(
+            raise check.failure(
                 tally,
                 f"flipped back {held:.1f}s after it was first observed (during the {hold} phase)",
                 started,
@@ -353,10 +344,10 @@ def consistently(
 
     if not held(tally):
         # The hold phase continues the polling rhythm: its first probe comes one interval later.
-        poll.sleep(poll.interval)
-        poll.run(hold_attempt, held, _ClockDeadline(clock, first_seen, hold_seconds + converge_seconds))
+        check.sleep(check.interval)
+        check.run(tally, hold_attempt, held, first_seen, hold_seconds + converge_seconds)
     if not held(tally):
-        raise poll.failure(
+        raise check.failure(
             tally,
             f"observed, but could not confirm it held (probe errors) within {hold}+{deadline}",
             started,
@@ -366,7 +357,7 @@ def consistently(
     return cast(T, tally.last)
 
 
-def _make_poll(
+def _make_check(
     probe: Callable[[], T],
     expected: Expectation[T] | Callable[[T], bool],
     expected_description: str | None,
@@ -377,13 +368,13 @@ def _make_poll(
     clock: Callable[[], float],
     sleep: Callable[[float], None],
     tolerated: tuple[type[Exception], ...],
-) -> _Poll[T]:
+) -> _Check[T]:
     if consecutive < 1:
         raise ValueError("consecutive must be at least 1")
     pause = timeouts.poll_interval if interval is None else interval
     if pause < 0:
         raise ValueError("interval must not be negative")
-    return _Poll(
+    return _Check(
         probe=probe,
         predicate=_predicate_of(expected),
         description=description,

@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 from conformance import progress
 from conformance.expect import ExpectationFailed, eventually
 from conformance.istio_components import ISTIO_NAMESPACE
-from conformance.kube import Kube, KubeError, ObjectRef, PodInfo
+from conformance.kube import AppliedObject, KubeError, KubeLike, ObjectRef, PodInfo
 from conformance.manifests import manifest_path, render_text
 from conformance.pki import CLIENT_NAME, Credential, RunPKI
 from conformance.probe import PodTarget
@@ -279,7 +279,7 @@ class ExternalWorld:
 
     def __init__(
         self,
-        kube: Kube,
+        kube: KubeLike,
         timeouts: Timeouts,
         namespace: str = DEFAULT_NAMESPACE,
         probe_namespace: str | None = None,
@@ -288,7 +288,8 @@ class ExternalWorld:
         self.timeouts = timeouts
         self.namespace = namespace
         self.probe_namespace = probe_namespace or f"{namespace}-probe"
-        self._applied: list[ObjectRef] = []
+        #: Everything applied, in order; ``created`` decides whether removal deletes or releases it.
+        self._applied: list[AppliedObject] = []
         self._addresses: dict[str, str] = {}
         self._pki: RunPKI | None = None
 
@@ -307,7 +308,7 @@ class ExternalWorld:
 
     @property
     def applied(self) -> tuple[ObjectRef, ...]:
-        return tuple(self._applied)
+        return tuple(applied.ref for applied in self._applied)
 
     def address_of(self, host: str) -> str:
         try:
@@ -340,7 +341,7 @@ class ExternalWorld:
                 self._apply(manifest, workload_variables)
             self._apply_tls_secret(self.probe_namespace, CLIENT_SECRET_NAME, pki.client)
             self._apply(PROBE_MANIFEST, workload_variables)
-            for ref in self._applied:
+            for ref in self.applied:
                 if ref.kind == "Deployment" and ref.namespace:
                     self.kube.wait_rollout("Deployment", ref.namespace, ref.name, self.timeouts.rollout)
 
@@ -400,15 +401,22 @@ class ExternalWorld:
                 ) from None
 
     def remove(self) -> None:
-        """Revert DNS, then delete everything this world applied (Kube.delete goes newest first)."""
+        """Revert DNS, then delete what this world created and release its fields on objects that were
+        there before (both go newest first)."""
         with progress.step("removing the external world"):
             try:
                 self.revert_dns()
             finally:
-                refs = list(self._applied)
+                applied = list(self._applied)
                 self._applied.clear()
-                if refs:
-                    self.kube.delete(refs, timeout=self.timeouts.delete, wait=True)
+                created = [a.ref for a in applied if a.created]
+                existing = [a.ref for a in applied if not a.created]
+                try:
+                    if existing:
+                        self.kube.release(existing)
+                finally:
+                    if created:
+                        self.kube.delete(created, timeout=self.timeouts.delete, wait=True)
 
     # -- secrets for scenarios
 
@@ -444,11 +452,17 @@ class ExternalWorld:
     # -- internals
 
     def _apply(self, manifest: str, variables: Mapping[str, str]) -> list[ObjectRef]:
-        refs = self.kube.apply_manifest(manifest, variables)
-        for ref in refs:
-            if ref not in self._applied:
-                self._applied.append(ref)
-        return refs
+        applied = self.kube.apply_manifest(manifest, variables)
+        for item in applied:
+            known = next((i for i, seen in enumerate(self._applied) if seen.ref == item.ref), None)
+            if known is None:
+                self._applied.append(item)
+            elif self._applied[known].created != item.created:
+                # Created by this run stays created (a re-apply finds only our own fields).
+                self._applied[known] = AppliedObject(
+                    item.ref, self._applied[known].created or item.created, item.object
+                )
+        return [item.ref for item in applied]
 
     def _apply_tls_secret(self, namespace: str, name: str, credential: Credential) -> ObjectRef:
         variables = {
@@ -531,7 +545,7 @@ class ExternalWorld:
 
 @contextmanager
 def provide_external_world(
-    kube: Kube,
+    kube: KubeLike,
     timeouts: Timeouts,
     pki: RunPKI,
     namespace: str = DEFAULT_NAMESPACE,

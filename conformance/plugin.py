@@ -391,7 +391,7 @@ def cluster(settings: Settings) -> Iterator[ClusterHandle]:
 
 @pytest.fixture(scope="session")
 def kube(settings: Settings, cluster: ClusterHandle, pytestconfig: pytest.Config) -> Iterator[Kube]:
-    with Kube(cluster.kubeconfig, cluster.context, crd_timeout=settings.timeouts.crd_established) as client:
+    with Kube(cluster.kubeconfig, cluster.context, timeouts=settings.timeouts) as client:
         collector = _report_collector(pytestconfig)
         if collector is not None:
             collector.kubernetes_version = client.server_version()

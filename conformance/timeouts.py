@@ -27,6 +27,11 @@ class Timeouts:
     istio_install: float = 600.0
     rollout: float = 300.0
     crd_established: float = 60.0
+    #: A kind whose CRD was applied moments ago may take this long to show in the API server's discovery.
+    discovery: float = 30.0
+    #: One server-side apply kept retrying while the answer is transient (API server unreachable, 429, a
+    #: webhook without endpoints right after an install, a namespace still terminating).
+    apply: float = 90.0
     gateway_programmed: float = 180.0
     delete: float = 120.0
     dns_ready: float = 180.0

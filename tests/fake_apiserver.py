@@ -1,24 +1,30 @@
-"""A loopback fake Kubernetes API server for boundary tests of code that uses the ``kubernetes`` client.
+"""A loopback fake Kubernetes API server, for what no real API server here can do: exec into and logs of
+running containers, and scripted faults (a webhook without endpoints, throttling, a server going away).
+
+Everything a real kube-apiserver can show runs against one (tests/real_apiserver.py, tests/test_kube_real.py);
+this fake only has to be truthful where it is used, so its answers are the real server's: the canned
+statuses below (``schema_error_status``, ``webhook_unavailable_status``, ...) are compared with the real
+server's answers to the same requests in tests/test_kube_real.py.
 
 It is a real HTTP/1.1 server on 127.0.0.1 (``ThreadingHTTPServer`` in a background thread; HTTPS when
-given an ``ssl.SSLContext``) that records every request and answers the way the API server does for what
-the harness uses:
+given an ``ssl.SSLContext``) that records every request and answers:
 
 * discovery (``/api``, ``/api/v1``, ``/apis``, ``/apis/<group>/<version>``) and ``/version``;
-* server-side apply (PATCH ``application/apply-patch+yaml``: stored and echoed), JSON merge patch,
-  GET (object and label-selected list) and DELETE of objects;
+* server-side apply (PATCH ``application/apply-patch+yaml``: 422 without a field manager, 404 into a
+  namespace that does not exist, else stored with a managedFields entry and echoed, 201 or 200; it knows
+  no schemas), JSON merge patch, GET (object and label-selected list) and DELETE (a Status; a Namespace
+  returns itself, Terminating, and stays so: there is no namespace controller);
 * pod logs as plain text;
-* pod exec over WebSocket (RFC 6455 handshake and framing written out here): the subprotocol is chosen the
+* pod exec over WebSocket (RFC 6455 handshake and framing written out here), for pods bound to a node
+  (400 "does not have a host assigned" otherwise, as the API server says): the subprotocol is chosen the
   way the API server's wsstream does it (the first one the client offers that the server supports; since
   Kubernetes 1.30 the API server accepts only ``v5.channel.k8s.io``). Frames are binary with a channel byte
   (1 stdout, 2 stderr, 3 error: a ``metav1.Status`` as JSON); the first frame is an empty stdout frame, and
   after the Status the server sends a close frame and waits for the client's, as the API server does.
 
 Tests script behaviour per call with ``respond`` (canned replies for one method and path), ``exec_script``
-(per pod), ``set_pod_log`` and a few knobs for CRDs. Use the ``fake_apiserver`` and ``fake_kubeconfig``
-fixtures (load them with ``pytest_plugins = ("tests.fake_apiserver",)`` in the test module, after
-``pytest.register_assert_rewrite("tests.fake_apiserver")`` if the module also imports names from here), or
-``FakeApiServer`` + ``write_kubeconfig`` directly.
+(per pod) and ``set_pod_log``. Use the ``fake_apiserver`` and ``fake_kubeconfig`` fixtures (registered by
+the root conftest), or ``FakeApiServer`` + ``write_kubeconfig`` directly.
 """
 
 from __future__ import annotations
@@ -126,6 +132,7 @@ class Reply:
     status: int = 200
     body: Any = None
     content_type: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class ExecOutcome(Enum):
@@ -227,6 +234,128 @@ def status_body(code: int, message: str, reason: str | None = None) -> dict[str,
     }
 
 
+# Statuses exactly as kube-apiserver v1.35.4 sends them; tests/test_kube_real.py compares each with the
+# real server's answer to the same request.
+
+
+def not_found_status(kind_plural: str, name: str) -> dict[str, Any]:
+    return {
+        **status_body(404, f'{kind_plural} "{name}" not found', "NotFound"),
+        "details": {"name": name, "kind": kind_plural},
+    }
+
+
+def namespace_not_found_status(namespace: str) -> dict[str, Any]:
+    """Server-side apply (or any create) into a namespace that does not exist."""
+    return not_found_status("namespaces", namespace)
+
+
+def apply_without_field_manager_status() -> dict[str, Any]:
+    return {
+        **status_body(
+            422,
+            'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch',
+            "Invalid",
+        ),
+        "details": {
+            "group": "meta.k8s.io",
+            "kind": "PatchOptions",
+            "causes": [
+                {
+                    "reason": "FieldValueRequired",
+                    "message": "Required value: is required for apply patch",
+                    "field": "fieldManager",
+                }
+            ],
+        },
+    }
+
+
+def schema_error_status(object_key: str, group_version_kind: str, field_path: str) -> dict[str, Any]:
+    """Server-side apply of an unknown field: HTTP 500, and a Status without ``reason``.
+
+    ``object_key`` is ``<namespace>/<name>`` with the namespace of the body (``/<name>`` without one, as for
+    cluster-scoped objects); ``group_version_kind`` as Go prints it (``/v1, Kind=ConfigMap``,
+    ``gateway.networking.k8s.io/v1, Kind=Gateway``).
+    """
+    body = status_body(
+        500,
+        f"failed to create typed patch object ({object_key}; {group_version_kind}): "
+        f"{field_path}: field not declared in schema",
+    )
+    del body["reason"]
+    return body
+
+
+def webhook_unavailable_status(webhook: str, service: str, namespace: str, path: str) -> dict[str, Any]:
+    """A validating webhook (failurePolicy Fail) whose Service has no endpoints, e.g. istiod starting up."""
+    cause = (
+        f'failed calling webhook "{webhook}": failed to call webhook: Post '
+        f'"https://{service}.{namespace}.svc:443{path}?timeout=10s": no endpoints available for service "{service}"'
+    )
+    return {
+        **status_body(500, f"Internal error occurred: {cause}", "InternalError"),
+        "details": {"causes": [{"message": cause}]},
+    }
+
+
+def namespace_terminating_status(kind_plural: str, name: str, namespace: str) -> dict[str, Any]:
+    """Creating content in a namespace that is being deleted (NamespaceLifecycle admission)."""
+    return {
+        **status_body(
+            403,
+            f'{kind_plural} "{name}" is forbidden: unable to create new content in namespace {namespace} '
+            "because it is being terminated",
+            "Forbidden",
+        ),
+        "details": {
+            "name": name,
+            "kind": kind_plural,
+            "causes": [
+                {
+                    "reason": "NamespaceTerminating",
+                    "message": f"namespace {namespace} is being terminated",
+                    "field": "metadata.namespace",
+                }
+            ],
+        },
+    }
+
+
+def conflict_status(manager: str, field_path: str) -> dict[str, Any]:
+    """Server-side apply (without force) of a field another manager owns with another value."""
+    return {
+        **status_body(409, f'Apply failed with 1 conflict: conflict with "{manager}": {field_path}', "Conflict"),
+        "details": {
+            "causes": [{"reason": "FieldManagerConflict", "message": f'conflict with "{manager}"', "field": field_path}]
+        },
+    }
+
+
+#: Priority and fairness rejecting a request (apiserver/pkg/server/filters/priority-and-fairness.go,
+#: tooManyRequests): Go's http.Error, so plain text with a newline, not a Status.
+TOO_MANY_REQUESTS_TEXT = "Too many requests, please try again later.\n"
+
+
+#: ``respond`` with this to close the connection without any HTTP answer (a server restarting mid-request).
+DROP_CONNECTION = Reply(status=0)
+
+
+def too_many_requests() -> Reply:
+    return Reply(429, TOO_MANY_REQUESTS_TEXT, "text/plain; charset=utf-8", headers={"Retry-After": "1"})
+
+
+def delete_success_status(kind_plural: str, name: str, uid: str) -> dict[str, Any]:
+    """What DELETE of an object without finalizers returns (a Namespace returns itself instead)."""
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": {"name": name, "kind": kind_plural, "uid": uid},
+    }
+
+
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON merge patch."""
     if not isinstance(patch, dict):
@@ -316,25 +445,12 @@ def read_frame(stream: Any) -> tuple[int, bytes] | None:
 
 
 @dataclass
-class _CrdState:
-    resource_types: list[ResourceType]
-    gets_until_established: int
-    discovery_reads_until_served: int
-    #: Established and waiting for discovery to list its kinds.
-    queued_for_discovery: bool = False
-
-
-@dataclass
 class FakeApiServer:
     """The fake; ``start()``/``stop()`` or use it as a context manager."""
 
     resources: list[ResourceType] = field(default_factory=lambda: list(DEFAULT_RESOURCES))
     #: Subprotocols the exec endpoint accepts (the API server since 1.30: v5 only).
     exec_subprotocols: tuple[str, ...] = (V5_CHANNEL_PROTOCOL,)
-    #: GETs of a freshly applied CRD that still report Established=False.
-    crd_gets_until_established: int = 0
-    #: GET /apis answers after a CRD is Established that do not list its kinds yet (stale discovery).
-    crd_discovery_lag: int = 0
     git_version: str = FAKE_GIT_VERSION
     #: Serve HTTPS with this context (e.g. one requiring client certificates, as kind's API server does).
     tls: ssl.SSLContext | None = None
@@ -348,8 +464,6 @@ class FakeApiServer:
         self._exec_scripts: dict[tuple[str, str], ExecScript] = {}
         self._default_exec = ExecScript.success()
         self._logs: dict[tuple[str, str, str | None], str] = {}
-        self._crds: dict[str, _CrdState] = {}
-        self._discovery_queue: list[_CrdState] = []
         self._stopping = threading.Event()
         self._open_sockets: set[socket.socket] = set()
         self._resource_version = 0
@@ -465,66 +579,7 @@ class FakeApiServer:
         spec_changed = previous is None or previous.get("spec") != obj.get("spec")
         metadata.setdefault("generation", generation + 1 if spec_changed else max(generation, 1))
         self.objects[key] = obj
-        if rt.kind == "CustomResourceDefinition" and previous is None:
-            self._register_crd(obj)
         return obj
-
-    def _register_crd(self, crd: dict[str, Any]) -> None:
-        spec = crd.get("spec") or {}
-        names = spec.get("names") or {}
-        types = [
-            ResourceType(
-                str(spec.get("group")),
-                str(version.get("name")),
-                str(names.get("plural")),
-                str(names.get("kind")),
-                spec.get("scope", "Namespaced") == "Namespaced",
-                ("status",),
-            )
-            for version in spec.get("versions") or []
-            if version.get("served", True)
-        ]
-        state = _CrdState(types, self.crd_gets_until_established, self.crd_discovery_lag)
-        self._crds[crd["metadata"]["name"]] = state
-        if state.gets_until_established <= 0:
-            self._queue_for_discovery(state)
-
-    def _queue_for_discovery(self, state: _CrdState) -> None:
-        if not state.queued_for_discovery:
-            state.queued_for_discovery = True
-            self._discovery_queue.append(state)
-
-    def _crd_view(self, crd: dict[str, Any]) -> dict[str, Any]:
-        """A CRD as a GET shows it: Established once its countdown of GETs has run out."""
-        state = self._crds.get(crd["metadata"]["name"])
-        if state is None:
-            return crd
-        established = state.gets_until_established <= 0
-        state.gets_until_established -= 1
-        view = copy.deepcopy(crd)
-        view["status"] = {
-            "conditions": [
-                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found"},
-                {
-                    "type": "Established",
-                    "status": "True" if established else "False",
-                    "reason": "InitialNamesAccepted" if established else "Installing",
-                    "message": "the initial names have been accepted" if established else "the CRD is being installed",
-                },
-            ]
-        }
-        if established:
-            self._queue_for_discovery(state)
-        return view
-
-    def _discovery_read(self) -> None:
-        """A GET /apis: stale for ``crd_discovery_lag`` reads after a CRD became Established."""
-        for state in list(self._discovery_queue):
-            if state.discovery_reads_until_served <= 0:
-                self.resources.extend(rt for rt in state.resource_types if rt not in self.resources)
-                self._discovery_queue.remove(state)
-            else:
-                state.discovery_reads_until_served -= 1
 
     def _served(self, group: str, version: str) -> list[ResourceType]:
         return [rt for rt in self.resources if rt.group == group and rt.version == version]
@@ -617,10 +672,12 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # a bug in the fake must show up in the test, not hang it
             self._send_json(500, status_body(500, f"fake API server error: {type(exc).__name__}: {exc}"))
 
-    def _send(self, code: int, payload: bytes, content_type: str) -> None:
+    def _send(self, code: int, payload: bytes, content_type: str, headers: Mapping[str, str] | None = None) -> None:
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
 
@@ -628,14 +685,20 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(code, json.dumps(body).encode("utf-8"), "application/json")
 
     def _send_reply(self, reply: Reply) -> None:
+        if reply.status == 0:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
         if isinstance(reply.body, (dict, list)):
-            self._send(reply.status, json.dumps(reply.body).encode("utf-8"), reply.content_type or "application/json")
+            payload = json.dumps(reply.body).encode("utf-8")
+            self._send(reply.status, payload, reply.content_type or "application/json", reply.headers)
         else:
             payload = _as_bytes(reply.body or b"")
-            self._send(reply.status, payload, reply.content_type or "text/plain; charset=utf-8")
+            self._send(reply.status, payload, reply.content_type or "text/plain; charset=utf-8", reply.headers)
 
-    def _not_found(self, what: str) -> None:
-        self._send_json(404, status_body(404, f"{what} not found", "NotFound"))
+    def _not_found(self) -> None:
+        self._send_json(404, status_body(404, "the server could not find the requested resource", "NotFound"))
 
     # ---- routing --------------------------------------------------------------------------------------
 
@@ -671,7 +734,6 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if parts == ["apis"]:
             with fake._lock:
-                fake._discovery_read()
                 self._send_json(200, self._group_list())
             return
         if parts[:1] == ["api"] and len(parts) >= 2:
@@ -679,12 +741,12 @@ class _Handler(BaseHTTPRequestHandler):
         elif parts[:1] == ["apis"] and len(parts) >= 3:
             group, version, rest = parts[1], parts[2], parts[3:]
         else:
-            self._not_found(f"path {record.path}")
+            self._not_found()
             return
         with fake._lock:
             served = fake._served(group, version)
         if not served:
-            self._not_found(f"group version {group}/{version}")
+            self._not_found()
             return
         if not rest:
             if record.method != "GET":
@@ -699,14 +761,14 @@ class _Handler(BaseHTTPRequestHandler):
         plural, name, sub = rest[0], (rest[1] if len(rest) > 1 else None), (rest[2] if len(rest) > 2 else None)
         rt = next((r for r in served if r.plural == plural), None)
         if rt is None or (rt.namespaced and not namespace and name is not None) or (not rt.namespaced and namespace):
-            self._not_found(f"resource {record.path}")
+            self._not_found()
             return
         if sub == "exec":
             self._exec(record, namespace, str(name))
         elif sub == "log":
             self._log(record, namespace, str(name))
         elif sub is not None:
-            self._not_found(f"subresource {sub}")
+            self._not_found()
         elif name is None:
             self._collection(record, rt, namespace)
         else:
@@ -760,86 +822,102 @@ class _Handler(BaseHTTPRequestHandler):
     def _item(self, record: RecordedRequest, rt: ResourceType, namespace: str, name: str) -> None:
         fake = self.fake
         key = (rt.api_version, rt.plural, namespace, name)
-        what = f'{rt.plural} "{name}"'
         if record.method == "GET":
             with fake._lock:
                 obj = fake.objects.get(key)
-                view = (
-                    None
-                    if obj is None
-                    else (fake._crd_view(obj) if rt.kind == "CustomResourceDefinition" else copy.deepcopy(obj))
-                )
+                view = None if obj is None else copy.deepcopy(obj)
             if view is None:
-                self._not_found(what)
+                self._send_json(404, not_found_status(rt.plural, name))
             else:
                 self._send_json(200, view)
         elif record.method == "DELETE":
-            with fake._lock:
-                obj = fake.objects.pop(key, None)
-            if obj is None:
-                self._not_found(what)
-            else:
-                self._send_json(200, obj)
+            self._delete(rt, key, name)
         elif record.method == "PATCH":
             self._patch(record, rt, namespace, name)
         else:
             self._send_json(405, status_body(405, f"{record.method} is not supported by the fake"))
 
+    def _delete(self, rt: ResourceType, key: tuple[str, str, str, str], name: str) -> None:
+        """As the API server: a Status for most objects; a Namespace returns itself, now Terminating (and,
+        with no namespace controller here, stays so)."""
+        fake = self.fake
+        with fake._lock:
+            obj = fake.objects.get(key)
+            if obj is None:
+                answer: tuple[int, dict[str, Any]] = (404, not_found_status(rt.plural, name))
+            elif rt.kind == "Namespace":
+                obj["metadata"].setdefault("deletionTimestamp", "2026-01-01T00:00:01Z")
+                obj["status"] = {"phase": "Terminating"}
+                obj["metadata"]["resourceVersion"] = fake._next_resource_version()
+                answer = (200, copy.deepcopy(obj))
+            else:
+                del fake.objects[key]
+                answer = (200, delete_success_status(rt.plural, name, str(obj["metadata"].get("uid", ""))))
+        self._send_json(*answer)
+
     def _patch(self, record: RecordedRequest, rt: ResourceType, namespace: str, name: str) -> None:
         fake = self.fake
         content_type = (record.content_type or "").split(";")[0].strip()
         body = record.body
-        if not isinstance(body, dict):
-            self._send_json(400, status_body(400, "the patch body is not an object", "BadRequest"))
-            return
         key = (rt.api_version, rt.plural, namespace, name)
         if content_type == "application/apply-patch+yaml":
-            problems = []
-            if not record.param("fieldManager"):
-                problems.append("PATCH, application/apply-patch+yaml requires fieldManager")
-            if body.get("apiVersion") != rt.api_version or body.get("kind") != rt.kind:
-                problems.append(
-                    f"apiVersion/kind {body.get('apiVersion')}/{body.get('kind')} do not match "
-                    f"{rt.api_version}/{rt.kind}"
-                )
-            metadata = body.get("metadata") or {}
-            if metadata.get("name") != name:
-                problems.append("the name of the object does not match the name on the URL")
-            if rt.namespaced and metadata.get("namespace") not in (None, namespace):
-                problems.append("the namespace of the provided object does not match the namespace sent on the request")
-            if problems:
-                self._send_json(400, status_body(400, "; ".join(problems), "BadRequest"))
+            self._apply(record, rt, namespace, name)
+        elif content_type == "application/merge-patch+json":
+            if not isinstance(body, dict):
+                self._send_json(400, status_body(400, "the patch body is not an object", "BadRequest"))
                 return
             with fake._lock:
-                created = key not in fake.objects
-                previous_status = (fake.objects.get(key) or {}).get("status")
-                obj = copy.deepcopy(body)
-                if previous_status is not None and "status" not in obj:
-                    obj["status"] = previous_status
-                stored = copy.deepcopy(fake._store(rt, namespace, name, obj))
-            self._send_json(201 if created else 200, stored)
-        elif content_type == "application/merge-patch+json":
-            with fake._lock:
                 current = fake.objects.get(key)
-                if current is None:
-                    stored = None
-                else:
-                    stored = copy.deepcopy(fake._store(rt, namespace, name, merge_patch(current, body)))
+                stored = (
+                    None
+                    if current is None
+                    else copy.deepcopy(fake._store(rt, namespace, name, merge_patch(current, body)))
+                )
             if stored is None:
-                self._not_found(f'{rt.plural} "{name}"')
+                self._send_json(404, not_found_status(rt.plural, name))
             else:
                 self._send_json(200, stored)
         else:
             self._send_json(
-                415,
-                status_body(
-                    415,
-                    "the body of the request was in an unknown format - accepted "
-                    "media types include: application/json-patch+json, "
-                    "application/merge-patch+json, application/apply-patch+yaml",
-                    "UnsupportedMediaType",
-                ),
+                415, {**status_body(415, "415: Unsupported Media Type", "UnsupportedMediaType"), "details": {}}
             )
+
+    def _apply(self, record: RecordedRequest, rt: ResourceType, namespace: str, name: str) -> None:
+        """Server-side apply, checked as the API server checks it before any schema: a field manager, a
+        namespace that exists. The fake knows no schemas: tests of what a schema rejects run on the real
+        server (tests/test_kube_real.py)."""
+        fake = self.fake
+        body = record.body
+        manager = record.param("fieldManager")
+        if not manager:
+            self._send_json(422, apply_without_field_manager_status())
+            return
+        if not isinstance(body, dict) or body.get("apiVersion") != rt.api_version or body.get("kind") != rt.kind:
+            self._send_json(400, status_body(400, "the body does not match the resource of the URL", "BadRequest"))
+            return
+        key = (rt.api_version, rt.plural, namespace, name)
+        with fake._lock:
+            if rt.namespaced and ("v1", "namespaces", "", namespace) not in fake.objects:
+                answer: tuple[int, dict[str, Any]] = (404, namespace_not_found_status(namespace))
+            else:
+                previous = fake.objects.get(key)
+                obj = copy.deepcopy(body)
+                if previous is not None and "status" in previous and "status" not in obj:
+                    obj["status"] = previous["status"]
+                entries = [
+                    e
+                    for e in ((previous or {}).get("metadata") or {}).get("managedFields") or []
+                    if e.get("manager") != manager
+                ]
+                obj.setdefault("metadata", {})["managedFields"] = [
+                    {"manager": manager, "operation": "Apply", "apiVersion": rt.api_version, "fieldsType": "FieldsV1"},
+                    *entries,
+                ]
+                if record.param("dryRun") == "All":
+                    answer = (201 if previous is None else 200, obj)
+                else:
+                    answer = (201 if previous is None else 200, copy.deepcopy(fake._store(rt, namespace, name, obj)))
+        self._send_json(*answer)
 
     # ---- pod logs -------------------------------------------------------------------------------------
 
@@ -850,7 +928,7 @@ class _Handler(BaseHTTPRequestHandler):
             container = record.param("container")
             text = fake._logs.get((namespace, pod, container), fake._logs.get((namespace, pod, None), ""))
         if not exists:
-            self._not_found(f'pods "{pod}"')
+            self._send_json(404, not_found_status("pods", pod))
             return
         self._send(200, text.encode("utf-8"), "text/plain")
 
@@ -860,13 +938,17 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.fake
         with fake._lock:
             script = fake._exec_scripts.get((namespace, pod), fake._default_exec)
-            exists = ("v1", "pods", namespace, pod) in fake.objects
+            stored = fake.objects.get(("v1", "pods", namespace, pod))
+            node = ((stored or {}).get("spec") or {}).get("nodeName")
         upgrade = record.headers.get("upgrade", "").lower() == "websocket"
         if not upgrade or "upgrade" not in record.headers.get("connection", "").lower():
             self._send_json(400, status_body(400, "Upgrade request required", "BadRequest"))
             return
-        if not exists:
-            self._not_found(f'pods "{pod}"')
+        if stored is None:
+            self._send_json(404, not_found_status("pods", pod))
+            return
+        if not node:  # as the API server: exec needs the kubelet of the pod's node
+            self._send_json(400, status_body(400, f"pod {pod} does not have a host assigned", "BadRequest"))
             return
         if script.outcome is ExecOutcome.HANG_HANDSHAKE:
             self.close_connection = True

@@ -36,11 +36,12 @@ from conformance.external import (
     with_dns_block,
     without_dns_block,
 )
-from conformance.kube import ExecResult, Kube, KubeError, ObjectRef, PodInfo
+from conformance.kube import AppliedObject, ExecResult, KubeError, ObjectRef, PodInfo
 from conformance.manifests import Document, render
 from conformance.pki import RunPKI
 from conformance.timeouts import Timeouts
 from tests.fake_apiserver import merge_patch
+from tests.fakes.kube import KubeStandIn
 
 DATA = Path(__file__).parent / "data"
 KUBEADM_COREFILE: str = yaml.safe_load((DATA / "kubeadm-coredns-configmap.yaml").read_text())["data"]["Corefile"]
@@ -360,7 +361,7 @@ def test_probe_client_mounts_sleep_secret_where_the_seeds_do(rendered: dict[str,
 # ------------------------------------------------------------------------------------ stand-in Kube
 
 
-class RecordingKube(Kube):
+class RecordingKube(KubeStandIn):
     """Keeps objects in memory, allocates ClusterIPs, and answers the probe's curl from the Corefile.
 
     ``dns_lag`` is how many DNS probes still see the old Corefile after it changes (CoreDNS's reload).
@@ -370,6 +371,7 @@ class RecordingKube(Kube):
         self.objects: dict[ObjectRef, dict[str, Any]] = {}
         self.applied: list[ObjectRef] = []
         self.deleted: list[ObjectRef] = []
+        self.released: list[ObjectRef] = []
         self.patches: list[tuple[ObjectRef, Mapping[str, Any]]] = []
         self.rollouts: list[tuple[str, str, str]] = []
         self.commands: list[list[str]] = []
@@ -388,8 +390,10 @@ class RecordingKube(Kube):
             }
         self.objects[COREDNS_DEPLOYMENT] = {"metadata": {"name": "coredns"}, "spec": {"template": {}}}
 
-    def apply(self, docs: Iterable[Mapping[str, Any]], default_namespace: str | None = None) -> list[ObjectRef]:
-        refs = []
+    def apply(
+        self, docs: Iterable[Mapping[str, Any]], default_namespace: str | None = None, *, dry_run: bool = False
+    ) -> list[AppliedObject]:
+        applied = []
         for doc in docs:
             meta = doc["metadata"]
             ref = ObjectRef(doc["apiVersion"], doc["kind"], meta["name"], meta.get("namespace", default_namespace))
@@ -399,15 +403,19 @@ class RecordingKube(Kube):
                 if previous is None:
                     previous, self._next_ip = str(self._next_ip), self._next_ip + 1
                 obj["spec"]["clusterIP"] = previous
+            created = ref not in self.objects or ref in self.applied
             self.objects[ref] = obj
             self.applied.append(ref)
-            refs.append(ref)
-        return refs
+            applied.append(AppliedObject(ref, created, copy.deepcopy(obj)))
+        return applied
 
     def apply_manifest(
         self, relative: str | Path, variables: Mapping[str, str] | None = None, default_namespace: str | None = None
-    ) -> list[ObjectRef]:
+    ) -> list[AppliedObject]:
         return self.apply(render(relative, variables), default_namespace)
+
+    def release(self, refs: Iterable[ObjectRef]) -> None:
+        self.released.extend(reversed(list(refs)))
 
     def delete(self, refs: Iterable[ObjectRef], timeout: float, wait: bool = True) -> None:
         # Like Kube.delete: in reverse order, dependents before what they depend on.
@@ -484,6 +492,23 @@ def test_deploy_and_remove_are_symmetric(kube: RecordingKube, pki: RunPKI) -> No
     assert world.applied == ()
     # namespaces go last: objects inside them are deleted first
     assert [r.kind for r in kube.deleted][-2:] == ["Namespace", "Namespace"]
+
+
+def test_remove_releases_objects_that_were_there_before_instead_of_deleting_them(
+    kube: RecordingKube, pki: RunPKI
+) -> None:
+    # A user's cluster already has the probe namespace (say, from their own setup): the harness must give
+    # back its fields on it at the end, never delete it.
+    existing = ObjectRef("v1", "Namespace", "external-probe")
+    kube.objects[existing] = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "external-probe"}}
+    world = ExternalWorld(kube, FAST)
+    world.deploy(pki)
+
+    world.remove()
+
+    assert kube.released == [existing]
+    assert existing not in kube.deleted
+    assert ObjectRef("v1", "Namespace", "external") in kube.deleted
 
 
 def test_deploy_waits_for_every_deployment(kube: RecordingKube, pki: RunPKI) -> None:

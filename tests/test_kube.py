@@ -1,5 +1,7 @@
-"""conformance.kube against a loopback fake API server: the HTTP and WebSocket requests it makes, and how
-it reads the answers (exit codes, Status errors, waits)."""
+"""conformance.kube against a loopback fake API server, for what no real API server here can show: exec and
+logs of running containers, TLS and proxy handling of the connection, and scripted faults (throttling, a
+webhook without endpoints, a dropped connection) with the real server's bodies. What the API server does
+with what the harness applies is tested against a real one in tests/test_kube_real.py."""
 
 from __future__ import annotations
 
@@ -25,14 +27,18 @@ from kubernetes import client as k8s
 from conformance.kube import (
     ExecResult,
     Kube,
+    KubeApiError,
+    KubeConflictError,
     KubeError,
+    KubeUnreachableError,
     ObjectRef,
     PodInfo,
     bypass_environment_proxy_for_loopback,
     logs_since_seconds,
-    rollout_progress,
 )
+from conformance.timeouts import Timeouts
 from tests.fake_apiserver import (
+    DROP_CONNECTION,
     FAKE_TOKEN,
     PROXY_VARIABLES,
     V4_CHANNEL_PROTOCOL,
@@ -41,7 +47,14 @@ from tests.fake_apiserver import (
     ExecScript,
     FakeApiServer,
     Reply,
+    conflict_status,
+    namespace_not_found_status,
+    namespace_terminating_status,
+    schema_error_status,
     status_body,
+    too_many_requests,
+    webhook_unavailable_status,
+    write_kubeconfig,
 )
 
 # The fake_apiserver and fake_kubeconfig fixtures.
@@ -92,7 +105,7 @@ def kube(make_kube: Callable[..., Kube]) -> Kube:
 @pytest.fixture
 def fast_kube(make_kube: Callable[..., Kube], clock: FakeClock) -> Kube:
     """Waits on the fake clock: a 60 s deadline runs out without real waiting."""
-    return make_kube(clock=clock.monotonic, sleep=clock.sleep, poll_interval=1.0, discovery_timeout=5.0)
+    return make_kube(clock=clock.monotonic, sleep=clock.sleep, poll_interval=1.0, timeouts=Timeouts(discovery=5))
 
 
 def pod(
@@ -106,51 +119,11 @@ def pod(
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "namespace": NS, "labels": labels or {}},
-        "spec": {"containers": [{"name": c, "image": "busybox"} for c in containers]},
+        "spec": {"nodeName": "kind-worker", "containers": [{"name": c, "image": "busybox"} for c in containers]},
         "status": {
             "phase": "Running",
             "podIP": ip,
             "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-        },
-    }
-
-
-def deployment(
-    name: str = "web",
-    *,
-    replicas: int = 2,
-    generation: int = 2,
-    observed: int = 2,
-    updated: int = 2,
-    total: int = 2,
-    available: int = 2,
-) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": NS, "generation": generation},
-        "spec": {"replicas": replicas},
-        "status": {
-            "observedGeneration": observed,
-            "replicas": total,
-            "updatedReplicas": updated,
-            "availableReplicas": available,
-        },
-    }
-
-
-def crd(group: str = "example.com", kind: str = "Widget", plural: str = "widgets") -> dict[str, Any]:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{group}"},
-        "spec": {
-            "group": group,
-            "scope": "Namespaced",
-            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
-            "versions": [
-                {"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {"type": "object"}}}
-            ],
         },
     }
 
@@ -320,7 +293,7 @@ def test_kind_kubeconfig_with_client_certificate_reaches_rest_and_exec(
         assert kube.server_version() == "v1.35.0"
         refs = kube.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}])
         result = kube.exec(NS, "client", ["true"], "app", timeout=10)
-    assert refs == [ObjectRef("v1", "Namespace", NS)]
+    assert [a.ref for a in refs] == [ObjectRef("v1", "Namespace", NS)]
     assert result == ExecResult(stdout="over TLS", stderr="", exit_code=7)
     assert tls_apiserver.find("GET", f"/api/v1/namespaces/{NS}/pods/client/exec")
 
@@ -331,7 +304,10 @@ def test_kind_kubeconfig_with_a_certificate_from_another_ca_is_refused(
     other = KindStylePKI.generate()
     stranger = KindStylePKI(kind_pki.ca, kind_pki.server, kind_pki.server_key, other.client, other.client_key)
     kubeconfig = stranger.kubeconfig(tmp_path / "kubeconfig", tls_apiserver.url, "egress-conformance")
-    with Kube(kubeconfig, "kind-egress-conformance") as kube, pytest.raises(KubeError, match="not reachable"):
+    with (
+        Kube(kubeconfig, "kind-egress-conformance") as kube,
+        pytest.raises(KubeUnreachableError, match=r"cannot be reached.*SSL"),
+    ):
         kube.server_version()
 
 
@@ -546,107 +522,134 @@ def test_exec_handshake_that_never_answers_times_out(fake_apiserver: FakeApiServ
     assert time.monotonic() - started < 1.5
 
 
-# ---- apply ----------------------------------------------------------------------------------------------
+# ---- scripted faults: what only a stand-in can make the API server say ------------------------------------
+# Their bodies are the real server's (tests/test_kube_real.py checks the canned ones against it).
 
-SERVICE_ENTRY = {
-    "apiVersion": "networking.istio.io/v1",
-    "kind": "ServiceEntry",
-    "metadata": {"name": "external-httpbin", "namespace": "egress-a"},
-    "spec": {
-        "hosts": ["httpbin.example"],
-        "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}],
-        "resolution": "DNS",
-        "location": "MESH_EXTERNAL",
-    },
-}
-AUTHORIZATION_POLICY = {
-    "apiVersion": "security.istio.io/v1",
-    "kind": "AuthorizationPolicy",
-    "metadata": {"name": "deny-all"},
-    "spec": {},
-}
-DEPLOYMENT = {
-    "apiVersion": "apps/v1",
-    "kind": "Deployment",
-    "metadata": {"name": "client", "labels": {"app": "client"}},
-    "spec": {
-        "replicas": 1,
-        "selector": {"matchLabels": {"app": "client"}},
-        "template": {
-            "metadata": {"labels": {"app": "client"}},
-            "spec": {"containers": [{"name": "app", "image": "curlimages/curl"}]},
-        },
-    },
-}
+CONFIGMAP = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"a": "1"}}
+CONFIGMAP_PATH = f"/api/v1/namespaces/{NS}/configmaps/settings"
 
 
-def test_apply_is_server_side_apply_with_strict_validation(fake_apiserver: FakeApiServer, kube: Kube) -> None:
-    refs = kube.apply([SERVICE_ENTRY, AUTHORIZATION_POLICY, DEPLOYMENT], default_namespace="egress-b")
-
-    assert refs == [
-        ObjectRef("networking.istio.io/v1", "ServiceEntry", "external-httpbin", "egress-a"),
-        ObjectRef("security.istio.io/v1", "AuthorizationPolicy", "deny-all", "egress-b"),
-        ObjectRef("apps/v1", "Deployment", "client", "egress-b"),
-    ]
-    patches = fake_apiserver.find("PATCH")
-    assert [p.path for p in patches] == [
-        "/apis/networking.istio.io/v1/namespaces/egress-a/serviceentries/external-httpbin",
-        "/apis/security.istio.io/v1/namespaces/egress-b/authorizationpolicies/deny-all",
-        "/apis/apps/v1/namespaces/egress-b/deployments/client",
-    ]
-    for patch, namespace in zip(patches, ["egress-a", "egress-b", "egress-b"], strict=True):
-        assert patch.content_type == "application/apply-patch+yaml"
-        # exactly once each: the query list is not shared between calls
-        assert patch.query["fieldManager"] == ["egress-conformance"]
-        assert patch.query["fieldValidation"] == ["Strict"]
-        assert patch.query["force"] == ["true"]
-        assert patch.body["metadata"]["namespace"] == namespace
-    assert patches[0].body["spec"] == SERVICE_ENTRY["spec"]
-    assert "namespace" not in AUTHORIZATION_POLICY["metadata"]  # the caller's document is left alone
-    stored = fake_apiserver.object("apps/v1", "Deployment", "client", "egress-b")
-    assert stored is not None and stored["spec"]["replicas"] == 1
+@pytest.fixture
+def retrying_kube(make_kube: Callable[..., Kube], clock: FakeClock, fake_apiserver: FakeApiServer) -> Kube:
+    """Retries and waits on the fake clock; the namespace NS exists."""
+    fake_apiserver.add_object(namespace(NS))
+    return make_kube(clock=clock.monotonic, sleep=clock.sleep, poll_interval=1.0, timeouts=Timeouts(apply=30))
 
 
-def test_apply_uses_the_given_field_manager(fake_apiserver: FakeApiServer, make_kube: Callable[..., Kube]) -> None:
-    make_kube(field_manager="someone-else").apply([SERVICE_ENTRY])
-    assert fake_apiserver.find("PATCH")[0].query["fieldManager"] == ["someone-else"]
+def namespace(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
 
 
-def test_apply_cluster_scoped_object_has_no_namespace(fake_apiserver: FakeApiServer, kube: Kube) -> None:
-    refs = kube.apply(
-        [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "egress-x", "namespace": "y"}, "spec": {}}],
-        default_namespace="ignored",
-    )
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param(
+            Reply(500, webhook_unavailable_status("rev.validation.istio.io", "istiod", "istio-system", "/validate")),
+            id="webhook-without-endpoints",
+        ),
+        pytest.param(too_many_requests(), id="throttled"),
+        pytest.param(
+            Reply(403, namespace_terminating_status("configmaps", "settings", NS)), id="namespace-terminating"
+        ),
+        pytest.param(
+            Reply(503, status_body(503, "etcdserver: leader changed", "ServiceUnavailable")), id="unavailable"
+        ),
+    ],
+)
+def test_apply_retries_transient_answers(
+    fake_apiserver: FakeApiServer, retrying_kube: Kube, clock: FakeClock, fault: Reply
+) -> None:
+    fake_apiserver.respond("PATCH", CONFIGMAP_PATH, fault, fault)
 
-    assert refs == [ObjectRef("v1", "Namespace", "egress-x", None)]
-    (patch,) = fake_apiserver.find("PATCH")
-    assert patch.path == "/api/v1/namespaces/egress-x"
-    assert "namespace" not in patch.body["metadata"]
+    (applied,) = retrying_kube.apply([CONFIGMAP], default_namespace=NS)
+
+    assert applied.created
+    assert len(fake_apiserver.find("PATCH", CONFIGMAP_PATH)) == 3
+    assert clock.sleeps == [1.0, 1.0]
 
 
-def test_apply_namespaced_object_without_any_namespace_raises(fake_apiserver: FakeApiServer, kube: Kube) -> None:
-    with pytest.raises(KubeError, match=r"AuthorizationPolicy deny-all.*namespaced"):
-        kube.apply([AUTHORIZATION_POLICY])
+def test_apply_retries_when_the_connection_drops_without_an_answer(
+    fake_apiserver: FakeApiServer, retrying_kube: Kube
+) -> None:
+    # An API server restarting (or a load balancer resetting) mid-request: no HTTP answer at all.
+    fake_apiserver.respond("PATCH", CONFIGMAP_PATH, DROP_CONNECTION)
+
+    (applied,) = retrying_kube.apply([CONFIGMAP], default_namespace=NS)
+
+    assert applied.created
+    assert len(fake_apiserver.find("PATCH", CONFIGMAP_PATH)) == 2
+
+
+def test_apply_gives_up_at_the_apply_deadline_with_the_last_answer(
+    fake_apiserver: FakeApiServer, retrying_kube: Kube, clock: FakeClock
+) -> None:
+    webhook = webhook_unavailable_status("rev.validation.istio.io", "istiod", "istio-system", "/validate")
+    fake_apiserver.respond("PATCH", CONFIGMAP_PATH, *[Reply(500, webhook)] * 100)
+    started = clock.now
+
+    with pytest.raises(KubeApiError) as caught:
+        retrying_kube.apply([CONFIGMAP], default_namespace=NS)
+
+    assert caught.value.status == 500
+    message = str(caught.value)
+    assert f"apply ConfigMap {NS}/settings: HTTP 500" in message
+    assert 'no endpoints available for service "istiod"' in message
+    assert "still failing after 31 attempts within the apply deadline of 30s" in message
+    assert clock.now - started == 30
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        pytest.param(Reply(500, schema_error_status(f"{NS}/settings", "/v1, Kind=ConfigMap", ".datas")), id="schema"),
+        pytest.param(Reply(409, conflict_status("istio-operator", ".data.a")), id="conflict"),
+        pytest.param(
+            Reply(422, status_body(422, 'ConfigMap "settings" is invalid: data: Invalid value', "Invalid")),
+            id="invalid",
+        ),
+        pytest.param(Reply(404, namespace_not_found_status(NS)), id="no-namespace"),
+        pytest.param(
+            Reply(403, status_body(403, 'configmaps "settings" is forbidden: User "ci" cannot patch', "Forbidden")),
+            id="rbac",
+        ),
+    ],
+)
+def test_apply_never_retries_a_refusal(fake_apiserver: FakeApiServer, retrying_kube: Kube, refusal: Reply) -> None:
+    fake_apiserver.respond("PATCH", CONFIGMAP_PATH, refusal)
+
+    with pytest.raises(KubeApiError) as caught:
+        retrying_kube.apply([CONFIGMAP], default_namespace=NS)
+
+    assert caught.value.status == refusal.status
+    assert len(fake_apiserver.find("PATCH", CONFIGMAP_PATH)) == 1
+
+
+def test_a_conflict_is_a_conflict_error_naming_the_owner(fake_apiserver: FakeApiServer, retrying_kube: Kube) -> None:
+    fake_apiserver.respond("PATCH", CONFIGMAP_PATH, Reply(409, conflict_status("istio-operator", ".data.a")))
+
+    with pytest.raises(KubeConflictError) as caught:
+        retrying_kube.apply([CONFIGMAP], default_namespace=NS)
+
+    assert caught.value.managers == ("istio-operator",)
+    assert ".data.a (istio-operator)" in str(caught.value)
+
+
+def test_apply_sends_server_side_apply_without_force(fake_apiserver: FakeApiServer, retrying_kube: Kube) -> None:
+    retrying_kube.apply([CONFIGMAP], default_namespace=NS)
+    retrying_kube.apply([CONFIGMAP], default_namespace=NS, dry_run=True)
+
+    first, dry = fake_apiserver.find("PATCH", CONFIGMAP_PATH)
+    assert first.content_type == "application/apply-patch+yaml"
+    assert first.query == {"fieldManager": ["egress-conformance"], "fieldValidation": ["Strict"]}
+    assert dry.query == {"fieldManager": ["egress-conformance"], "fieldValidation": ["Strict"], "dryRun": ["All"]}
+    assert first.body["metadata"]["namespace"] == NS
+    assert "namespace" not in CONFIGMAP["metadata"]  # the caller's document is left alone
+
+
+def test_apply_of_a_namespaced_object_without_any_namespace_raises(fake_apiserver: FakeApiServer, kube: Kube) -> None:
+    with pytest.raises(KubeError, match=r"ConfigMap settings.*namespaced"):
+        kube.apply([CONFIGMAP])
     assert fake_apiserver.find("PATCH") == []
-
-
-@pytest.mark.parametrize("status", [400, 422])
-def test_apply_strict_rejection_shows_the_api_message(fake_apiserver: FakeApiServer, kube: Kube, status: int) -> None:
-    message = (
-        'ServiceEntry in version "v1" cannot be handled as a ServiceEntry: strict decoding error: '
-        'unknown field "spec.hostz"'
-    )
-    path = "/apis/networking.istio.io/v1/namespaces/egress-a/serviceentries/external-httpbin"
-    fake_apiserver.respond("PATCH", path, Reply(status, status_body(status, message, "BadRequest")))
-
-    with pytest.raises(KubeError) as caught:
-        kube.apply([SERVICE_ENTRY, DEPLOYMENT], default_namespace="egress-b")
-
-    text = str(caught.value)
-    assert "apply ServiceEntry egress-a/external-httpbin" in text
-    assert 'unknown field "spec.hostz"' in text
-    assert f"HTTP {status}" in text
-    assert len(fake_apiserver.find("PATCH")) == 1  # stops at the first failure
 
 
 def test_apply_document_without_name_raises(kube: Kube) -> None:
@@ -654,36 +657,8 @@ def test_apply_document_without_name_raises(kube: Kube) -> None:
         kube.apply([{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}], default_namespace=NS)
 
 
-def test_apply_crd_then_its_custom_resource_waits_for_established_and_discovery(
-    fake_apiserver: FakeApiServer, fast_kube: Kube
-) -> None:
-    fake_apiserver.crd_gets_until_established = 2
-    fake_apiserver.crd_discovery_lag = 1
-    widget = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w1"}, "spec": {}}
-
-    refs = fast_kube.apply([crd(), widget], default_namespace=NS)
-
-    assert refs[1] == ObjectRef("example.com/v1", "Widget", "w1", NS)
-    crd_path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com"
-    crd_gets = fake_apiserver.find("GET", crd_path)
-    assert len(crd_gets) == 3  # False, False, True
-    widget_patch = fake_apiserver.find("PATCH", f"/apis/example.com/v1/namespaces/{NS}/widgets/w1")
-    assert len(widget_patch) == 1
-    order = fake_apiserver.requests
-    assert order.index(widget_patch[0]) > order.index(crd_gets[-1])
-
-
-def test_apply_unknown_kind_raises_after_the_discovery_deadline(
-    fake_apiserver: FakeApiServer, fast_kube: Kube, clock: FakeClock
-) -> None:
-    started = clock.now
-    with pytest.raises(KubeError, match=r"Gizmo \(example.com/v1\) is not served"):
-        fast_kube.apply([{"apiVersion": "example.com/v1", "kind": "Gizmo", "metadata": {"name": "g"}}], NS)
-    assert clock.now - started >= 5.0
-    assert len(fake_apiserver.find("GET", "/apis")) > 2  # discovery read again while waiting
-
-
 def test_apply_manifest_renders_then_applies(fake_apiserver: FakeApiServer, kube: Kube, tmp_path: Path) -> None:
+    fake_apiserver.add_object(namespace("egress-c"))
     manifest = tmp_path / "config.yaml"
     manifest.write_text(
         yaml.safe_dump(
@@ -697,22 +672,11 @@ def test_apply_manifest_renders_then_applies(fake_apiserver: FakeApiServer, kube
         encoding="utf-8",
     )
 
-    refs = kube.apply_manifest(manifest, {"NS": "egress-c", "HOST": "api.example"})
+    (applied,) = kube.apply_manifest(manifest, {"NS": "egress-c", "HOST": "api.example"})
 
-    assert refs == [ObjectRef("v1", "ConfigMap", "settings", "egress-c")]
+    assert applied.ref == ObjectRef("v1", "ConfigMap", "settings", "egress-c")
     (patch,) = fake_apiserver.find("PATCH")
     assert patch.body["data"] == {"host": "api.example"}
-
-
-# ---- get / merge patch / delete ---------------------------------------------------------------------------
-
-
-def test_get_returns_the_object_or_none(fake_apiserver: FakeApiServer, kube: Kube) -> None:
-    fake_apiserver.add_object(pod("p1"))
-    got = kube.get(ObjectRef("v1", "Pod", "p1", NS))
-    assert got is not None and got["metadata"]["name"] == "p1"
-    assert kube.get(ObjectRef("v1", "Pod", "missing", NS)) is None
-    assert kube.get(ObjectRef("example.com/v1", "NotServed", "x", NS)) is None
 
 
 def test_get_other_errors_raise(fake_apiserver: FakeApiServer, kube: Kube) -> None:
@@ -721,108 +685,31 @@ def test_get_other_errors_raise(fake_apiserver: FakeApiServer, kube: Kube) -> No
         kube.get(ObjectRef("v1", "Pod", "p1", NS))
 
 
-def test_merge_patch(fake_apiserver: FakeApiServer, kube: Kube) -> None:
-    fake_apiserver.add_object(
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "c", "namespace": NS},
-            "data": {"a": "1", "b": "2"},
-        }
-    )
-
-    updated = kube.merge_patch(ObjectRef("v1", "ConfigMap", "c", NS), {"data": {"b": None, "c": "3"}})
-
-    assert updated["data"] == {"a": "1", "c": "3"}
-    (patch,) = fake_apiserver.find("PATCH")
-    assert patch.path == f"/api/v1/namespaces/{NS}/configmaps/c"
-    assert patch.content_type == "application/merge-patch+json"
-    assert patch.body == {"data": {"b": None, "c": "3"}}
+def deployment(name: str = "web", *, available: int = 2) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NS, "generation": 2},
+        "spec": {"replicas": 2},
+        "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": available},
+    }
 
 
-def test_delete_reverse_order_background_and_waits_until_gone(fake_apiserver: FakeApiServer, fast_kube: Kube) -> None:
-    refs = fast_kube.apply([SERVICE_ENTRY, DEPLOYMENT], default_namespace="egress-b")
-    deployment_path = "/apis/apps/v1/namespaces/egress-b/deployments/client"
-    lingering = fake_apiserver.object("apps/v1", "Deployment", "client", "egress-b")
-    # still there twice (finalizers, graceful termination), then gone
-    fake_apiserver.respond("GET", deployment_path, Reply(200, lingering), Reply(200, lingering))
-
-    fast_kube.delete(refs, timeout=60)
-
-    deletes = fake_apiserver.find("DELETE")
-    assert [d.path for d in deletes] == [
-        deployment_path,
-        "/apis/networking.istio.io/v1/namespaces/egress-a/serviceentries/external-httpbin",
-    ]
-    assert all(d.query["propagationPolicy"] == ["Background"] for d in deletes)
-    assert len(fake_apiserver.find("GET", deployment_path)) == 3
-    assert fake_apiserver.object("apps/v1", "Deployment", "client", "egress-b") is None
-
-
-def test_delete_of_missing_objects_is_fine(fake_apiserver: FakeApiServer, fast_kube: Kube) -> None:
-    fast_kube.delete(
-        [ObjectRef("v1", "ConfigMap", "gone", NS), ObjectRef("example.com/v1", "Widget", "w", NS)], timeout=10
-    )
-    assert len(fake_apiserver.find("DELETE")) == 1  # the Widget kind is not served: nothing to delete
-    assert fake_apiserver.find("GET", f"/api/v1/namespaces/{NS}/configmaps/gone") == []
-
-
-def test_delete_without_wait_does_not_poll(fake_apiserver: FakeApiServer, fast_kube: Kube) -> None:
-    refs = fast_kube.apply([DEPLOYMENT], default_namespace=NS)
-    fast_kube.delete(refs, timeout=10, wait=False)
-    assert fake_apiserver.find("GET", f"/apis/apps/v1/namespaces/{NS}/deployments/client") == []
-
-
-def test_delete_wait_times_out_naming_the_object(
-    fake_apiserver: FakeApiServer, fast_kube: Kube, clock: FakeClock
-) -> None:
-    refs = fast_kube.apply([DEPLOYMENT], default_namespace=NS)
-    path = f"/apis/apps/v1/namespaces/{NS}/deployments/client"
-    stuck = fake_apiserver.object("apps/v1", "Deployment", "client", NS)
-    fake_apiserver.respond("GET", path, *[Reply(200, stuck)] * 100)
-    started = clock.now
-
-    with pytest.raises(KubeError, match=r"delete deadline of 10s.*Deployment egress-test/client still exists"):
-        fast_kube.delete(refs, timeout=10)
-    assert 10 <= clock.now - started <= 11
-
-
-# ---- waits ----------------------------------------------------------------------------------------------
-
-
-def test_wait_rollout_converges(fake_apiserver: FakeApiServer, fast_kube: Kube) -> None:
+def test_waits_ride_out_transient_answers(fake_apiserver: FakeApiServer, fast_kube: Kube) -> None:
     fake_apiserver.add_object(deployment())
     path = f"/apis/apps/v1/namespaces/{NS}/deployments/web"
-    fake_apiserver.respond("GET", path, Reply(200, deployment(observed=1)), Reply(200, deployment(available=1)))
-
+    fake_apiserver.respond("GET", path, Reply(503, status_body(503, "etcdserver: leader changed")), too_many_requests())
     fast_kube.wait_rollout("Deployment", NS, "web", timeout=60)
-
     assert len(fake_apiserver.find("GET", path)) == 3
 
 
-def test_wait_rollout_times_out_with_the_last_state(
-    fake_apiserver: FakeApiServer, fast_kube: Kube, clock: FakeClock
-) -> None:
+def test_waits_stop_at_a_refusal(fake_apiserver: FakeApiServer, fast_kube: Kube) -> None:
     fake_apiserver.add_object(deployment(available=1))
-    started = clock.now
-
-    with pytest.raises(KubeError, match=r"rollout deadline of 30s.*1 of 2 updated replicas available"):
-        fast_kube.wait_rollout("deployment", NS, "web", timeout=30)
-    assert 30 <= clock.now - started <= 31
-
-
-def test_wait_rollout_missing_object_keeps_waiting(fake_apiserver: FakeApiServer, fast_kube: Kube) -> None:
-    with pytest.raises(KubeError, match="not found"):
-        fast_kube.wait_rollout("DaemonSet", NS, "ztunnel", timeout=3)
-    assert len(fake_apiserver.find("GET", f"/apis/apps/v1/namespaces/{NS}/daemonsets/ztunnel")) >= 3
-
-
-def test_wait_rollout_tolerates_transient_errors(fake_apiserver: FakeApiServer, fast_kube: Kube) -> None:
-    fake_apiserver.add_object(deployment())
     path = f"/apis/apps/v1/namespaces/{NS}/deployments/web"
-    fake_apiserver.respond("GET", path, Reply(503, status_body(503, "etcd leader changed")))
-    fast_kube.wait_rollout("Deployment", NS, "web", timeout=60)
-    assert len(fake_apiserver.find("GET", path)) == 2
+    fake_apiserver.respond("GET", path, Reply(403, status_body(403, 'deployments.apps "web" is forbidden')))
+    with pytest.raises(KubeApiError, match="is forbidden"):
+        fast_kube.wait_rollout("Deployment", NS, "web", timeout=60)
+    assert len(fake_apiserver.find("GET", path)) == 1
 
 
 def test_wait_rollout_rejects_other_kinds(fast_kube: Kube) -> None:
@@ -830,159 +717,61 @@ def test_wait_rollout_rejects_other_kinds(fast_kube: Kube) -> None:
         fast_kube.wait_rollout("Job", NS, "x", timeout=1)
 
 
-@pytest.mark.parametrize(
-    ("kind", "obj", "done"),
-    [
-        ("Deployment", deployment(), True),
-        ("Deployment", deployment(observed=1), False),
-        ("Deployment", deployment(updated=1), False),
-        ("Deployment", deployment(total=3), False),  # an old replica still terminating
-        ("Deployment", deployment(available=1), False),
-        (
-            "DaemonSet",
-            {
-                "metadata": {"name": "d", "generation": 1},
-                "spec": {},
-                "status": {
-                    "observedGeneration": 1,
-                    "desiredNumberScheduled": 3,
-                    "updatedNumberScheduled": 3,
-                    "numberAvailable": 3,
-                },
-            },
-            True,
-        ),
-        (
-            "DaemonSet",
-            {
-                "metadata": {"name": "d", "generation": 1},
-                "spec": {},
-                "status": {
-                    "observedGeneration": 1,
-                    "desiredNumberScheduled": 3,
-                    "updatedNumberScheduled": 3,
-                    "numberAvailable": 2,
-                },
-            },
-            False,
-        ),
-        (
-            "DaemonSet",
-            {"metadata": {"name": "d", "generation": 2}, "spec": {}, "status": {"observedGeneration": 1}},
-            False,
-        ),
-        (
-            "StatefulSet",
-            {
-                "metadata": {"name": "s", "generation": 1},
-                "spec": {"replicas": 2},
-                "status": {
-                    "observedGeneration": 1,
-                    "readyReplicas": 2,
-                    "updateRevision": "r1",
-                    "currentRevision": "r1",
-                },
-            },
-            True,
-        ),
-        (
-            "StatefulSet",
-            {
-                "metadata": {"name": "s", "generation": 1},
-                "spec": {"replicas": 2},
-                "status": {
-                    "observedGeneration": 1,
-                    "readyReplicas": 2,
-                    "updateRevision": "r2",
-                    "currentRevision": "r1",
-                },
-            },
-            False,
-        ),
-        (
-            "StatefulSet",
-            {"metadata": {"name": "s", "generation": 1}, "spec": {"replicas": 2}, "status": {"readyReplicas": 2}},
-            False,
-        ),  # observedGeneration 0
-    ],
-)
-def test_rollout_progress_follows_kubectl(kind: str, obj: dict[str, Any], done: bool) -> None:
-    assert rollout_progress(kind, obj).done is done
+# ---- reachability ----------------------------------------------------------------------------------------
 
 
-def test_rollout_progress_deadline_exceeded_fails_fast() -> None:
-    stuck = deployment(available=0)
-    stuck["status"]["conditions"] = [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]
-    with pytest.raises(KubeError, match="exceeded its progress deadline"):
-        rollout_progress("Deployment", stuck)
+def test_an_unreachable_api_server_is_one_clear_error_within_seconds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in PROXY_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", "https://127.0.0.1:1", context="kind-egress")
+    with Kube(kubeconfig, "kind-egress") as kube:
+        started = time.monotonic()
+        with pytest.raises(KubeUnreachableError) as caught:
+            kube.check_reachable()
+    assert time.monotonic() - started < 5
+    message = str(caught.value)
+    assert "https://127.0.0.1:1" in message
+    assert f"kubeconfig {kubeconfig}" in message
+    assert "context 'kind-egress'" in message
+    assert "Connection refused" in message
+    assert "\n" not in message and "Traceback" not in message
 
 
-def test_wait_crds_established(fake_apiserver: FakeApiServer, fast_kube: Kube) -> None:
-    fake_apiserver.crd_gets_until_established = 3
-    fake_apiserver.add_object(crd())
-    fake_apiserver.add_object(crd(kind="Gadget", plural="gadgets"))
-
-    fast_kube.wait_crds_established(["widgets.example.com", "gadgets.example.com"], timeout=60)
-
-    for name in ("widgets.example.com", "gadgets.example.com"):
-        gets = fake_apiserver.find("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-        assert len(gets) == 4
-
-
-def test_wait_crds_established_times_out(fake_apiserver: FakeApiServer, fast_kube: Kube) -> None:
-    fake_apiserver.crd_gets_until_established = 1_000
-    fake_apiserver.add_object(crd())
-    with pytest.raises(KubeError, match=r"crd_established deadline of 5s.*widgets.example.com: .*Established=False"):
-        fast_kube.wait_crds_established(["widgets.example.com", "missing.example.com"], timeout=5)
+def test_a_server_that_accepts_but_never_answers_is_unreachable_within_seconds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in PROXY_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", url)
+        with Kube(kubeconfig) as kube:
+            started = time.monotonic()
+            with pytest.raises(KubeUnreachableError, match=f"{url} cannot be reached.*timed out"):
+                kube.check_reachable()
+    assert time.monotonic() - started < 8
 
 
-def gateway(programmed: str, observed_generation: int = 1, generation: int = 1) -> dict[str, Any]:
-    return {
-        "apiVersion": "gateway.networking.k8s.io/v1",
-        "kind": "Gateway",
-        "metadata": {"name": "egress", "namespace": NS, "generation": generation},
-        "spec": {
-            "gatewayClassName": "istio-waypoint",
-            "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}],
-        },
-        "status": {
-            "conditions": [
-                {
-                    "type": "Programmed",
-                    "status": programmed,
-                    "reason": "Programmed",
-                    "observedGeneration": observed_generation,
-                }
-            ]
-        },
-    }
-
-
-def test_wait_gateway_programmed(fake_apiserver: FakeApiServer, fast_kube: Kube) -> None:
-    fake_apiserver.add_object(gateway("True"))
-    path = f"/apis/gateway.networking.k8s.io/v1/namespaces/{NS}/gateways/egress"
-    fake_apiserver.respond(
-        "GET", path, Reply(404, status_body(404, "not yet", "NotFound")), Reply(200, gateway("False"))
-    )
-
-    fast_kube.wait_gateway_programmed(NS, "egress", timeout=60)
-
-    assert len(fake_apiserver.find("GET", path)) == 3
-    assert fake_apiserver.find("GET", f"/apis/networking.istio.io/v1/namespaces/{NS}/gateways/egress") == []
-
-
-def test_wait_gateway_programmed_ignores_a_stale_generation(fake_apiserver: FakeApiServer, fast_kube: Kube) -> None:
-    fake_apiserver.add_object(gateway("True", observed_generation=1, generation=2))
-    with pytest.raises(KubeError, match="gateway_programmed deadline of 4s"):
-        fast_kube.wait_gateway_programmed(NS, "egress", timeout=4)
+def test_a_reachable_server_that_refuses_names_itself(fake_apiserver: FakeApiServer, kube: Kube) -> None:
+    fake_apiserver.respond("GET", "/version/", Reply(401, status_body(401, "Unauthorized")))
+    with pytest.raises(KubeApiError, match=rf"{fake_apiserver.url} .*refused GET /version: .*HTTP 401") as caught:
+        kube.check_reachable()
+    assert not isinstance(caught.value, KubeUnreachableError)
 
 
 # ---- pods and logs --------------------------------------------------------------------------------------
 
 
-def test_pods_by_selector(fake_apiserver: FakeApiServer, kube: Kube) -> None:
+def test_pods_by_selector_leave_out_terminating_pods(fake_apiserver: FakeApiServer, kube: Kube) -> None:
     fake_apiserver.add_object(pod("b-client", {"app": "client"}, ready=False, containers=("app", "istio-proxy")))
     fake_apiserver.add_object(pod("a-client", {"app": "client"}, ip="10.244.0.9"))
+    leaving = pod("0-client", {"app": "client"}, ip="10.244.0.3")  # still Ready while it shuts down
+    leaving["metadata"]["deletionTimestamp"] = "2026-05-01T12:00:00Z"
+    fake_apiserver.add_object(leaving)
     fake_apiserver.add_object(pod("server", {"app": "server"}))
 
     pods = kube.pods(NS, "app=client")
@@ -993,6 +782,9 @@ def test_pods_by_selector(fake_apiserver: FakeApiServer, kube: Kube) -> None:
     ]
     (listing,) = fake_apiserver.find("GET", f"/api/v1/namespaces/{NS}/pods")
     assert listing.query["labelSelector"] == ["app=client"]
+    by_name = kube.pod(NS, "0-client")
+    assert by_name is not None
+    assert (by_name.terminating, by_name.ip, by_name.ready) == (True, "10.244.0.3", True)
 
 
 def test_logs_of_every_pod_since_a_moment(fake_apiserver: FakeApiServer, make_kube: Callable[..., Kube]) -> None:
