@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conformance import versions
-from conformance.settings import OPTIONS, IstioSource, MeshMode, Settings, SettingsError
+from conformance.settings import OPTIONS, EtpProvider, IstioSource, MeshMode, Settings, SettingsError
 
 
 def build(cli: dict[str, object] | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -84,11 +84,20 @@ def test_timeout_scale_scales_every_deadline_but_the_poll_interval() -> None:
         ({"kubeconfig": "/nonexistent/kubeconfig"}, r"--kubeconfig: '/nonexistent/kubeconfig' does not exist"),
         ({"kind_bin": "/nonexistent/kind"}, r"--kind-bin: '/nonexistent/kind' is neither an executable"),
         ({"istioctl_bin": "no-such-istioctl-here"}, r"--istioctl-bin: 'no-such-istioctl-here'"),
+        ({"etp_provider": "asm"}, r"--etp-provider: 'asm' is not one of native, vendor"),
     ],
 )
 def test_bad_values_name_the_option_and_accepted_values(cli: dict[str, object], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         build(cli=cli)
+
+
+def test_etp_provider_is_native_unless_chosen() -> None:
+    assert build().etp_provider is EtpProvider.NATIVE
+    assert build(env={"EGRESS_ETP_PROVIDER": "Vendor"}).etp_provider is EtpProvider.VENDOR
+    assert (
+        build(cli={"etp_provider": "native"}, env={"EGRESS_ETP_PROVIDER": "vendor"}).etp_provider is EtpProvider.NATIVE
+    )
 
 
 def test_istio_version_tolerates_v_prefix_and_unknown_patch_of_known_minor() -> None:
