@@ -24,10 +24,14 @@ from conformance import MANIFESTS_DIR
 #: Kubernetes minor the schemas of built-in kinds are taken from (the pinned kind node's version).
 KUBERNETES_VERSION = "1.35"
 
+#: A vendor CRD written from a seed's fields (the vendor config provider of the ETP checks renders it).
+VENDOR_CRD_SOURCES: tuple[Path, ...] = (MANIFESTS_DIR / "schemas" / "vendor" / "asmegresstrafficpolicy-crd.yaml",)
+
 #: CRD bundles whose schemas are used for custom resources.
 CRD_SOURCES: tuple[Path, ...] = (
     MANIFESTS_DIR / "schemas" / "istio-1.30.3" / "crd-all.gen.yaml",
     MANIFESTS_DIR / "gateway-api" / "v1.5.1" / "standard-install.yaml",
+    *VENDOR_CRD_SOURCES,
 )
 
 #: Kinds that are not Kubernetes API objects: checked by their own tools and pinned by dedicated tests.
