@@ -59,6 +59,7 @@ from conformance.actions import (
     resources_dict,
 )
 from conformance.catalogue import GATEWAY_MTLS_ADAPTATION, GATEWAY_PLAINTEXT_ADAPTATION, Check
+from conformance.egress_policy import AppliedPolicy, EgressPolicies, EgressProtocol, ExternalPort
 from conformance.istio import OutboundMode
 from conformance.kube import ObjectRef
 from conformance.probe import (
@@ -98,8 +99,12 @@ __all__ = [
     "REGISTRY_ONLY",
     "TIMEOUT",
     "TLS_RESET",
+    "AppliedPolicy",
     "Client",
     "EgressGateway",
+    "EgressPolicies",
+    "EgressProtocol",
+    "ExternalPort",
     "GatewayHop",
     "Proxy",
     "Request",
@@ -178,6 +183,8 @@ class CheckRun:
     #: Outcomes the catalogue asks to record as observed (e.g. a pitfall's actual behaviour).
     observed: dict[str, str] = field(default_factory=dict)
     planned: bool = False
+    #: Further facts for the check's report entry, by key (e.g. the config provider that expressed a policy).
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 class Step:
