@@ -511,7 +511,12 @@ class EgressPolicies:
         if resources.test_ca:
             step.apply(TEST_CA_MANIFEST, adaptation=TEST_CA_ADAPTATION)
             step.run.adaptations.append(Adaptation(TEST_CA_ADAPTATION, (f"scenarios/{TEST_CA_MANIFEST}",)))
-        step.apply(*resources.manifests)
+        try:
+            step.apply(*resources.manifests)
+        except Exception as exc:  # the provider's kind may not be served here: name the option that chose it
+            raise PolicyError(
+                f"--etp-provider {self.provider.kind.value}: applying {', '.join(resources.manifests)} failed: {exc}"
+            ) from exc
         record = {"rule": rule.record(), "manifests": list(resources.manifests), "revoked": False}
         self._report["rules"].append(record)
         step.run.details[REPORT_KEY] = self._report

@@ -307,3 +307,17 @@ def test_a_policy_for_another_workload_is_refused_before_anything_is_applied() -
     with pytest.raises(PolicyError, match="expresses"):
         etp.allow(sleep_a, "httpbin-service-http", ("httpbin.org",), HTTP_80, gateway_port=80)
     assert calls_of(runtime, "apply") == []
+
+
+def test_a_mesh_without_the_vendor_kind_fails_naming_the_option() -> None:
+    runtime, etp, sleep_a = policies(EtpProvider.VENDOR)
+
+    def refuse(docs: Any) -> Any:
+        raise RuntimeError("ASMEgressTrafficPolicy (istio.alibabacloud.com/v1) is not served by the cluster")
+
+    runtime.apply = refuse  # type: ignore[method-assign]
+    with pytest.raises(
+        PolicyError, match=r"--etp-provider vendor: applying etp/vendor/http\.yaml failed: .*not served"
+    ):
+        etp.allow(sleep_a, "httpbin-service-http", HTTPBIN, HTTP_80, gateway_port=80)
+    assert REPORT_KEY not in etp._step.run.details
