@@ -500,7 +500,7 @@ class EgressPolicies:
         https_upgrade_port: int | None = None,
     ) -> AppliedPolicy:
         """Let ``client``'s workloads (its namespace, its pod labels) reach ``hosts`` through the gateway."""
-        from conformance.scenario import ISTIO_MUTUAL, Adaptation
+        from conformance.scenario import ISTIO_MUTUAL
 
         step = self._step
         spec = client.workload.spec
@@ -509,8 +509,7 @@ class EgressPolicies:
         if resources.gateway_hop:
             step.sidecars_reach(self._gateway, over=ISTIO_MUTUAL, namespace=rule.namespace)
         if resources.test_ca:
-            step.apply(TEST_CA_MANIFEST, adaptation=TEST_CA_ADAPTATION)
-            step.run.adaptations.append(Adaptation(TEST_CA_ADAPTATION, (f"scenarios/{TEST_CA_MANIFEST}",)))
+            step.adapt(TEST_CA_MANIFEST, reason=TEST_CA_ADAPTATION)
         try:
             step.apply(*resources.manifests)
         except Exception as exc:  # the provider's kind may not be served here: name the option that chose it

@@ -300,6 +300,14 @@ class Step:
                          condition=condition, status=status)  # fmt: skip
             self.runtime.wait_condition(ref, condition, status)
 
+    def adapt(self, *manifest_files: str, reason: str, **variables: str) -> Adaptation:
+        """Apply manifests that adapt the documented configuration to this mesh (a harness-only resource, or
+        a documented one with a field changed), and record the adaptation and its reason for the report."""
+        self.apply(*manifest_files, adaptation=reason, **variables)
+        adaptation = Adaptation(reason, tuple(f"{SCENARIO_MANIFESTS}/{name}" for name in manifest_files))
+        self.run.adaptations.append(adaptation)
+        return adaptation
+
     # ------------------------------------------------------------------------------- the gateway hop
 
     def sidecars_reach(

@@ -61,7 +61,7 @@ spec.egressRules[].to[].httpsUpgrade.port     DestinationRule              portL
 
 from __future__ import annotations
 
-from conformance.catalogue import check
+from conformance.catalogue import ETP_GATEWAY_SELECTOR_ADAPTATION, check
 from conformance.external import CLIENT_CA_FILE
 from conformance.scenario import (
     REGISTRY_ONLY,
@@ -97,8 +97,7 @@ def refused_http(client: Client, *curl: str) -> None:
 def refused_https(client: Client, url: str) -> None:
     """TLS to an address the client's sidecar does not know: reset by its catch-all chain, BlackHoleCluster."""
     r = client.curl(*STATUS_ONLY, *TEST_CA, url).is_denied(TLS_RESET)
-    client.sidecar.log_for(r, by_time=True).has(upstream_cluster="BlackHoleCluster",
-                                                 downstream_local_address=port(443))  # fmt: skip
+    client.sidecar.log_for(r, by_time=True).has(upstream_cluster="BlackHoleCluster", downstream_local_address=port(443))
 
 
 @check("ETP-00")
@@ -215,7 +214,7 @@ def test_gateway_denies_post_from_mytest_and_lets_get_through(
 ) -> None:
     step.mesh(outbound=REGISTRY_ONLY)
     etp.allow(sleep_a, "httpbin-service-http", HTTPBIN, HTTP_80, gateway_port=80)
-    step.apply("etp/authorization-policy.yaml")
+    step.adapt("etp/authorization-policy.yaml", reason=ETP_GATEWAY_SELECTOR_ADAPTATION)
     r = sleep_a.curl("-s", "-X", "POST", "http://httpbin.org/post").is_denied(http(403), body="RBAC: access denied")
     egress_gateway.log_for(r).has(
         method="POST",

@@ -387,3 +387,17 @@ def test_outcome_grammar_round_trips_through_the_plan_record() -> None:
     record = step.run.actions.actions[-1].as_dict()
     assert record["expect"] == {"outcome": "http(403)", "headerEquals": {"server": "envoy"}}
     assert record["until"] == "holds" and record["client"] == "default/sleep"
+
+
+def test_an_adapted_manifest_is_applied_and_its_adaptation_recorded_for_the_report() -> None:
+    runtime = RecordingRuntime()
+    step = new_step(runtime, "ETP-05")
+    adaptation = step.adapt("etp/authorization-policy.yaml", reason="selector of the installed gateway")
+    (refs,) = calls_of(runtime, "apply")
+    assert [(r.kind, r.namespace) for r in refs] == [("AuthorizationPolicy", "istio-system")]
+    assert step.run.adaptations == [adaptation]
+    assert adaptation.record() == {
+        "reason": "selector of the installed gateway",
+        "manifests": ["scenarios/etp/authorization-policy.yaml"],
+    }
+    assert step.run.actions.actions[-1].as_dict()["adaptation"] == "selector of the installed gateway"
