@@ -428,8 +428,9 @@ class NativeProvider:
         expressed = rule_of_native_resources(manifests.render(f"scenarios/{manifest}"))
         if expressed != rule.with_effective_gateway_port():
             raise PolicyError(f"{manifest} expresses {expressed.record()}, not the rule asked for: {rule.record()}")
-        return PolicyResources(self.kind, (manifest,), gateway_hop=True,
-                               test_ca=rule.carriage is Carriage.HTTPS_UPGRADE)  # fmt: skip
+        return PolicyResources(
+            self.kind, (manifest,), gateway_hop=True, test_ca=rule.carriage is Carriage.HTTPS_UPGRADE
+        )
 
 
 class VendorProvider:
@@ -471,7 +472,8 @@ class EgressPolicies:
 
     ::
 
-        policy = etp.allow(sleep_a, "httpbin-service-http", HTTPBIN, ExternalPort(80, "http", HTTP), gateway_port=80)
+        hosts, http_80 = ("www.httpbin.org", "httpbin.org"), ExternalPort(80, "http", EgressProtocol.HTTP)
+        policy = etp.allow(sleep_a, "httpbin-service-http", hosts, http_80, gateway_port=80)
         ...
         etp.revoke(policy)   # the documented deletion of the policy
 
