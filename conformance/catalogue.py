@@ -131,6 +131,11 @@ GATEWAY_MTLS_ADAPTATION = (
     "gateway server expects (auto-mTLS alone would send plaintext)"
 )
 TEST_CA_ADAPTATION = "origins present certificates of the run's test CA; TLS origination trusts that CA explicitly"
+#: Seed 001's egress gateway is its own ``egressgateway-a``; upstream's installed one is labelled istio=egressgateway.
+ETP_GATEWAY_SELECTOR_ADAPTATION = (
+    "the seed's AuthorizationPolicy selects its gateway by istio: egressgateway-a; the harness selects the "
+    "installed upstream gateway, istio: egressgateway"
+)
 
 _EGW_STEP1 = Seed(SEED_EGW, "Step 1: Deploy a sample application")
 _EGW_STEP2 = Seed(SEED_EGW, "(Optional) Step 2: Set the policy for accessing external services to REGISTRY_ONLY")
@@ -259,26 +264,50 @@ _CHECKS: tuple[Check, ...] = (
              adaptations=(GATEWAY_MTLS_ADAPTATION,)),
     # ---------------------------------------------------------------- ETP: seed 001
     _sidecar("ETP-00", "REGISTRY_ONLY without a policy blocks both workloads", "ETP", _ETP_SETUP,
-             "502, 502", "http(502) for sleep-a and nginx"),
+             "502, 502", "http(502) for sleep-a and for nginx, each from its own sidecar (route block_all)"),
     _sidecar("ETP-01", "An HTTP policy lets only sleep-a through the gateway; deleting it revokes access", "ETP",
-             _ETP_HTTP, "502; 200; 502", "nginx http(502); sleep-a http(200); after deletion sleep-a http(502)",
+             _ETP_HTTP, "nginx 502; sleep-a 200; after deletion sleep-a 502",
+             "nginx http(502) (route block_all); sleep-a http(200) through the egress gateway (its sidecar logs "
+             "upstream_cluster outbound|80||istio-egressgateway.istio-system.svc.cluster.local, the gateway "
+             "outbound|80||www.httpbin.org with authority www.httpbin.org and sleep-a's address); after deletion "
+             "sleep-a http(502) (route block_all)",
              adaptations=(GATEWAY_MTLS_ADAPTATION,)),
     _sidecar("ETP-02", "An HTTPS-upgrade policy: the gateway originates TLS to port 443", "ETP", _ETP_UPGRADE,
-             "200; url https://; 200; nginx 502 and refused; BlackHoleCluster; after deletion 502 / refused",
-             "as documented, with tls-reset for every HTTPS refusal",
+             "sleep-a http 200, /anything url https://, https 200; nginx http 502, https connection refused with "
+             "BlackHoleCluster in its sidecar log; after deletion sleep-a http 502, https connection refused",
+             "sleep-a http://httpbin.org http(200), the gateway logs upstream_cluster outbound|443||httpbin.org and "
+             "an upstream_host on port 443, the origin served https; /anything reports url "
+             "https://httpbin.org/anything; sleep-a https://www.httpbin.org http(200) straight from its sidecar "
+             "(outbound|443||www.httpbin.org: the ServiceEntry port 443 the upgrade needs is visible to mytest); "
+             "nginx http(502) (block_all) and tls-reset (BlackHoleCluster); after deletion sleep-a http(502) and "
+             "tls-reset (BlackHoleCluster)",
              deviation=_HTTPS_RESET_DEVIATION, adaptations=(GATEWAY_MTLS_ADAPTATION, TEST_CA_ADAPTATION)),
     _sidecar("ETP-03", "An HTTPS passthrough policy through gateway port 444", "ETP", _ETP_PASSTHROUGH,
-             "http 200; url https://; https 200; nginx 502 and refused; after deletion 502 / refused",
-             "https 200 through the gateway; the documented plain-HTTP checks are not covered by a 443-only "
-             "policy; every HTTPS refusal is a tls-reset",
-             deviation=_HTTPS_RESET_DEVIATION, adaptations=(GATEWAY_MTLS_ADAPTATION,)),
+             "sleep-a http 200, /anything url https://, https 200; nginx http 502, https connection refused; "
+             "after deletion sleep-a http 502, https connection refused",
+             "sleep-a http://httpbin.org and /anything http(502) (route block_all); sleep-a https://www.httpbin.org "
+             "http(200) through the gateway (its sidecar logs outbound|444||istio-egressgateway.istio-system.svc."
+             "cluster.local for SNI www.httpbin.org, the gateway outbound|443||www.httpbin.org); nginx http(502) "
+             "and tls-reset (BlackHoleCluster); after deletion sleep-a http(502) and tls-reset (BlackHoleCluster)",
+             deviation="the documented policy declares port 443 (HTTPS) only, so plain HTTP to the hosts stays "
+             "unregistered and REGISTRY_ONLY answers it with 502: the seed's http 200 and https:// url repeat "
+             "the HTTPS-upgrade section's results and cannot hold under this policy; and "
+             + _HTTPS_RESET_DEVIATION,
+             adaptations=(GATEWAY_MTLS_ADAPTATION, TEST_CA_ADAPTATION)),
     _sidecar("ETP-04", "A TCP policy for www.alibabacloud.com:443", "ETP", _ETP_TCP,
-             "http 502; https 200; nginx blocked (BlackHoleCluster); after deletion revoked",
-             "as documented, with tls-reset for every HTTPS refusal",
-             deviation=_HTTPS_RESET_DEVIATION, adaptations=(GATEWAY_MTLS_ADAPTATION,)),
+             "sleep-a http 502, https 200; nginx http 502, https connection refused with BlackHoleCluster; after "
+             "deletion sleep-a http 502, https connection refused",
+             "sleep-a http(502) (route block_all: port 80 is not in the policy); sleep-a https http(200) through "
+             "the gateway (its sidecar's TCP line logs outbound|443||istio-egressgateway.istio-system.svc."
+             "cluster.local, the gateway outbound|443||www.alibabacloud.com); nginx http(502) and tls-reset "
+             "(BlackHoleCluster); after deletion sleep-a http(502) and tls-reset (BlackHoleCluster)",
+             deviation=_HTTPS_RESET_DEVIATION, adaptations=(GATEWAY_MTLS_ADAPTATION, TEST_CA_ADAPTATION)),
     _sidecar("ETP-05", "A DENY policy for POST from mytest at the gateway", "ETP", _ETP_AUTHZ,
-             "POST 403 RBAC: access denied; GET 200", "POST http(403) RBAC: access denied; GET http(200)",
-             adaptations=(GATEWAY_MTLS_ADAPTATION,)),
+             "POST 403 RBAC: access denied; GET 200",
+             "under the HTTP policy, sleep-a POST http://httpbin.org/post http(403) with body RBAC: access denied "
+             "(the gateway logs response_code_details rbac_access_denied_matched_policy[ns[istio-system]-"
+             "policy[sleep-a-egress-www-httpbin-org]-rule[0]]); GET http://httpbin.org/get http(200)",
+             adaptations=(GATEWAY_MTLS_ADAPTATION, ETP_GATEWAY_SELECTOR_ADAPTATION)),
     # ---------------------------------------------------------------- AMB: seed 000
     _ambient("AMB-01", "An ambient pod reaches an external host directly", "AMB", _AMB_STEP1,
              "301 with the origin's own Server header", "http(301); no x-envoy-* response headers"),

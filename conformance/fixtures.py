@@ -18,6 +18,7 @@ import pytest
 from conformance import evidence
 from conformance.actions import CheckActions
 from conformance.catalogue import Check, lookup
+from conformance.egress_policy import PROVIDERS, EgressPolicies
 from conformance.runtime import Runtime, WorkloadSpec
 from conformance.scenario import CheckRun, Client, EgressGateway, Step
 from conformance.settings import MeshMode, Settings
@@ -126,3 +127,9 @@ def egress_gateway(step: Step, runtime: Runtime) -> EgressGateway:
             "pods labelled istio=egressgateway); this check routes through it"
         )
     return EgressGateway(step, info)
+
+
+@pytest.fixture
+def etp(step: Step, egress_gateway: EgressGateway, settings: Settings) -> EgressPolicies:
+    """Seed 001's egress traffic policies, expressed by the config provider of ``--etp-provider``."""
+    return EgressPolicies(step, egress_gateway, PROVIDERS[settings.etp_provider])

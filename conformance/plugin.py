@@ -273,6 +273,7 @@ class ReportCollector:
             record.details["adaptations"] = [a.record() for a in run.adaptations]
         if run.observed:
             record.details["observed"] = dict(run.observed)
+        record.details.update(run.details)
         converged = {o.probe_id: round(o.converged_after, 3) for o in run.observations if o.converged_after is not None}
         if converged:
             record.details["convergenceSeconds"] = converged

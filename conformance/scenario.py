@@ -59,6 +59,7 @@ from conformance.actions import (
     resources_dict,
 )
 from conformance.catalogue import GATEWAY_MTLS_ADAPTATION, GATEWAY_PLAINTEXT_ADAPTATION, Check
+from conformance.egress_policy import AppliedPolicy, EgressPolicies, EgressProtocol, ExternalPort
 from conformance.kube import ObjectRef
 from conformance.mesh_config import OutboundMode
 from conformance.probe import (
@@ -101,8 +102,12 @@ __all__ = [
     "REGISTRY_ONLY",
     "TIMEOUT",
     "TLS_RESET",
+    "AppliedPolicy",
     "Client",
     "EgressGateway",
+    "EgressPolicies",
+    "EgressProtocol",
+    "ExternalPort",
     "GatewayHop",
     "Proxy",
     "Request",
@@ -186,6 +191,8 @@ class CheckRun:
     #: Outcomes the catalogue asks to record as observed (e.g. a pitfall's actual behaviour).
     observed: dict[str, str] = field(default_factory=dict)
     planned: bool = False
+    #: Further facts for the check's report entry, by key (e.g. the config provider that expressed a policy).
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 class Step:
@@ -302,6 +309,14 @@ class Step:
             self._record("wait", what=f"{ref} condition {condition}={status}", resource=ref_dict(ref),
                          condition=condition, status=status)  # fmt: skip
             self.runtime.wait_condition(ref, condition, status)
+
+    def adapt(self, *manifest_files: str, reason: str, **variables: str) -> Adaptation:
+        """Apply manifests that adapt the documented configuration to this mesh (a harness-only resource, or
+        a documented one with a field changed), and record the adaptation and its reason for the report."""
+        self.apply(*manifest_files, adaptation=reason, **variables)
+        adaptation = Adaptation(reason, tuple(f"{SCENARIO_MANIFESTS}/{name}" for name in manifest_files))
+        self.run.adaptations.append(adaptation)
+        return adaptation
 
     # ------------------------------------------------------------------------------- the gateway hop
 

@@ -29,6 +29,15 @@ class IstioSource(enum.StrEnum):
     EXISTING = "existing"
 
 
+class EtpProvider(enum.StrEnum):
+    """Who turns seed 001's egress traffic policies into configuration (the ETP checks' config provider)."""
+
+    #: Upstream Istio resources (ServiceEntry, Gateway, VirtualService, DestinationRule, Sidecar).
+    NATIVE = "native"
+    #: The vendor's own ``ASMEgressTrafficPolicy`` resource, for meshes that serve that CRD.
+    VENDOR = "vendor"
+
+
 class SettingsError(ValueError):
     """A bad option value; the message names the option and the accepted values."""
 
@@ -89,6 +98,13 @@ OPTIONS: tuple[Option, ...] = (
         str(Path("~/.cache/egress-conformance")),
     ),
     Option(
+        "--etp-provider",
+        "EGRESS_ETP_PROVIDER",
+        "what expresses the ETP checks' egress traffic policies: native (Istio resources) or vendor (the "
+        "ASMEgressTrafficPolicy resource of seed 001, for meshes that serve it)",
+        EtpProvider.NATIVE.value,
+    ),
+    Option(
         "--plan",
         "EGRESS_PLAN",
         "walk the selected checks without a cluster: print what a run would do and write plan.json",
@@ -122,6 +138,7 @@ class Settings:
     timeout_scale: float = 1.0
     #: Plan mode: no cluster; every check is walked and recorded, nothing is carried out.
     plan: bool = False
+    etp_provider: EtpProvider = EtpProvider.NATIVE
 
     @property
     def uses_existing_cluster(self) -> bool:
@@ -227,6 +244,9 @@ class Settings:
             timeouts=DEFAULT_TIMEOUTS.scaled(timeout_scale),
             timeout_scale=timeout_scale,
             plan=need("plan") == "true",
+            etp_provider=EtpProvider(
+                _choice("--etp-provider", need("etp_provider"), tuple(p.value for p in EtpProvider))
+            ),
         )
 
 

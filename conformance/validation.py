@@ -25,16 +25,20 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
-from conformance import versions
+from conformance import MANIFESTS_DIR, versions
 
 #: Kubernetes minor the schemas of built-in kinds are taken from by default: the default node image's.
 KUBERNETES_VERSION = versions.VERSIONS.default_node.kubernetes
 
-#: CRD bundles whose schemas are used for custom resources by default: the default Istio release's CRDs
-#: and the Gateway API bundle it pairs with.
+#: A vendor CRD written from a seed's fields (the vendor config provider of the ETP checks renders it).
+VENDOR_CRD_SOURCES: tuple[Path, ...] = (MANIFESTS_DIR / "schemas" / "vendor" / "asmegresstrafficpolicy-crd.yaml",)
+
+#: CRD bundles whose schemas are used for custom resources by default: the default Istio release's CRDs,
+#: the Gateway API bundle it pairs with, and the vendor CRD.
 CRD_SOURCES: tuple[Path, ...] = (
     versions.istio_minor(versions.DEFAULT_ISTIO_VERSION).crd_path,
     versions.istio_minor(versions.DEFAULT_ISTIO_VERSION).gateway_api_bundle_path,
+    *VENDOR_CRD_SOURCES,
 )
 
 #: Kinds that are not Kubernetes API objects, so no API schema applies: each with why it is not
@@ -106,7 +110,7 @@ class SchemaRegistry:
     @classmethod
     def for_istio_minor(cls, minor: versions.IstioMinor) -> SchemaRegistry:
         """The minor's Istio CRDs (manifests/schemas/<schemas>/) and its Gateway API bundle."""
-        return cls.from_files((minor.crd_path, minor.gateway_api_bundle_path))
+        return cls.from_files((minor.crd_path, minor.gateway_api_bundle_path, *VENDOR_CRD_SOURCES))
 
     def add_crds(self, crds: Iterable[Mapping[str, Any]]) -> None:
         for crd in crds:

@@ -27,7 +27,7 @@ from conformance import MANIFESTS_DIR
 from conformance.kube import Kube, KubeError
 from conformance.manifests import iter_manifest_files, load_documents, render_text
 from conformance.timeouts import Timeouts
-from conformance.validation import NON_API_KINDS
+from conformance.validation import NON_API_KINDS, VENDOR_CRD_SOURCES
 from conformance.versions import GATEWAY_API_BY_MINOR
 from conformance.workloads import WORKLOADS
 from tests.plan_run import PlanRun
@@ -122,7 +122,9 @@ def cluster(request: pytest.FixtureRequest, real_apiserver: RealApiServer) -> It
         )
     control_plane = RealApiServer(real_apiserver.binaries, controller_manager=False)  # dry runs need no controller
     with control_plane as server, Kube(server.kubeconfig, timeouts=TIMEOUTS) as kube:
-        bundles = [*bundle(crds.gateway_api_bundle), *bundle(crds.istio_bundle)]
+        # The vendor CRD too: a vendor's mesh has it, and the ETP checks' vendor provider applies its kind.
+        bundles = [*bundle(crds.gateway_api_bundle), *bundle(crds.istio_bundle),
+                   *(doc for path in VENDOR_CRD_SOURCES for doc in bundle(path))]  # fmt: skip
         kube.apply(bundles)
         names = [doc["metadata"]["name"] for doc in bundles if doc["kind"] == "CustomResourceDefinition"]
         kube.wait_crds_established(names, TIMEOUTS.crd_established)
@@ -140,7 +142,7 @@ def test_there_is_something_to_check() -> None:
 def test_the_crd_bundles_install(cluster: Cluster) -> None:
     served = {
         doc["metadata"]["name"]
-        for path in (cluster.crds.istio_bundle, cluster.crds.gateway_api_bundle)
+        for path in (cluster.crds.istio_bundle, cluster.crds.gateway_api_bundle, *VENDOR_CRD_SOURCES)
         for doc in bundle(path)
         if doc.get("kind") == "CustomResourceDefinition"
     }

@@ -8,17 +8,19 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conformance import PROJECT_ROOT
 from conformance.catalogue import CATALOGUE
+from conformance.egress_policy import REPORT_KEY, mapping_record
 from conformance.planning import PlanRuntime, overlay_egress_gateway, planned_host_addresses, validate_plan
 from conformance.runtime import Dataplane, WorkloadSpec
 from conformance.settings import MeshMode
 from conformance.timeouts import DEFAULT_TIMEOUTS
 from conformance.workloads import FRONTEND_SLEEP, FRONTEND_SLEEP_WITHOUT_SIDECAR, WORKLOADS
-from tests.plan_run import PlanRun
+from tests.plan_run import PlanRun, run_plan
 
 GOLDEN = PROJECT_ROOT / "tests" / "data" / "golden" / "plan"
 #: Set to rewrite the golden files from the current plan (then review the diff before committing).
@@ -72,7 +74,7 @@ def test_no_secret_material_in_the_plan(catalogue_plan: PlanRun) -> None:
         for resource in action["resources"]
         if resource.get("kind") == "Secret"
     ]
-    assert secrets, "the catalogue applies Secrets (MTLS: istio-system/test.client)"
+    assert secrets, "the catalogue applies Secrets (MTLS: istio-system/test.client; ETP-02: the test CA)"
     for secret in secrets:
         assert set(secret.get("data", {}).values()) == {"<redacted>"}
 
@@ -127,7 +129,55 @@ def test_plan_of_check_matches_reviewed_golden_file(catalogue_plan: PlanRun, gol
 
 
 def test_golden_files_exist_for_the_reviewed_checks() -> None:
-    assert {p.stem for p in golden_files()} >= {"EGW-04.sidecar", "NSD-06.sidecar", "MTLS-04a.sidecar"}
+    etp = {f"ETP-0{index}.sidecar" for index in range(6)}
+    assert {p.stem for p in golden_files()} >= {"EGW-04.sidecar", "NSD-06.sidecar", "MTLS-04a.sidecar", *etp}
+
+
+def _etp_entries(run: PlanRun) -> dict[str, dict[str, Any]]:
+    return {c["id"]: c for p in run.report["profiles"] for c in p["checks"] if c["id"].startswith("ETP-")}
+
+
+def test_report_names_the_native_provider_and_carries_the_mapping(catalogue_plan: PlanRun) -> None:
+    entries = _etp_entries(catalogue_plan)
+    assert set(entries) == {f"ETP-0{index}" for index in range(6)}
+    assert REPORT_KEY not in entries["ETP-00"], "no policy in ETP-00, so no provider"
+    for check_id in ("ETP-01", "ETP-02", "ETP-03", "ETP-04", "ETP-05"):
+        details = entries[check_id][REPORT_KEY]
+        assert details["provider"] == "native"
+        assert details["fieldMapping"] == mapping_record()
+        assert [r["manifests"][0].split("/")[1] for r in details["rules"]] == ["native"]
+    assert entries["ETP-01"][REPORT_KEY]["rules"][0]["revoked"] is True
+    assert entries["ETP-05"][REPORT_KEY]["rules"][0]["revoked"] is False
+
+
+@pytest.fixture(scope="module")
+def vendor_plan(tmp_path_factory: pytest.TempPathFactory) -> PlanRun:
+    return run_plan(tmp_path_factory.mktemp("vendor-plan"), "-k", "ETP", "--etp-provider", "vendor")
+
+
+def test_the_same_checks_run_with_the_vendor_provider(vendor_plan: PlanRun, catalogue_plan: PlanRun) -> None:
+    assert vendor_plan.returncode == 0, vendor_plan.stdout[-4000:]
+    entries = _etp_entries(vendor_plan)
+    assert {e["result"] for e in entries.values()} == {"planned"}
+    assert {e[REPORT_KEY]["provider"] for i, e in entries.items() if i != "ETP-00"} == {"vendor"}
+    for check in vendor_plan.plan["checks"]:
+        sources = [src for a in check["actions"] if a["type"] == "apply" for src in a["sources"]]
+        assert all(src.startswith("etp/vendor/") or src == "etp/authorization-policy.yaml" for src in sources), sources
+        native = catalogue_plan.check(check["id"], "sidecar")
+        # The same probes and log assertions; only the configuration differs.
+        assert _checks_of(check) == _checks_of(native)
+
+
+def _checks_of(check: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The probes and log assertions of a planned check, without workload addresses and sequence numbers."""
+    found: list[tuple[Any, ...]] = []
+    for action in check["actions"]:
+        if action["type"] == "probe":
+            found.append(("probe", action["client"], action["request"]["display"], action["expect"], action["until"]))
+        elif action["type"] == "log":
+            fields = {k: v for k, v in action["fields"].items() if k != "downstream_remote_address"}
+            found.append(("log", action["proxy"]["workload"], action.get("lookup"), fields))
+    return found
 
 
 def test_collect_only_selects_one_check_by_id_without_a_cluster(tmp_path: Path) -> None:

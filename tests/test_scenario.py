@@ -404,3 +404,17 @@ def test_sidecar_presence_is_asked_of_the_runtime_and_recorded_as_a_wait() -> No
     assert (action["client"], action["container"]) == ("demo-frontend/sleep", "istio-proxy")
     assert action["what"] == "demo-frontend/sleep pods run the istio-proxy sidecar"
     assert "demo-frontend/sleep" in step.run.actions.workloads
+
+
+def test_an_adapted_manifest_is_applied_and_its_adaptation_recorded_for_the_report() -> None:
+    runtime = RecordingRuntime()
+    step = new_step(runtime, "ETP-05")
+    adaptation = step.adapt("etp/authorization-policy.yaml", reason="selector of the installed gateway")
+    (refs,) = calls_of(runtime, "apply")
+    assert [(r.kind, r.namespace) for r in refs] == [("AuthorizationPolicy", "istio-system")]
+    assert step.run.adaptations == [adaptation]
+    assert adaptation.record() == {
+        "reason": "selector of the installed gateway",
+        "manifests": ["scenarios/etp/authorization-policy.yaml"],
+    }
+    assert step.run.actions.actions[-1].as_dict()["adaptation"] == "selector of the installed gateway"

@@ -9,6 +9,7 @@ import pytest
 from conformance import versions
 from conformance.settings import (
     OPTIONS,
+    EtpProvider,
     IstioSource,
     MeshMode,
     Settings,
@@ -96,6 +97,7 @@ def test_timeout_scale_scales_every_deadline_but_the_poll_interval() -> None:
         ({"kubeconfig": "/nonexistent/kubeconfig"}, r"--kubeconfig: '/nonexistent/kubeconfig' does not exist"),
         ({"kind_bin": "/nonexistent/kind"}, r"--kind-bin: '/nonexistent/kind' is neither an executable"),
         ({"istioctl_bin": "no-such-istioctl-here"}, r"--istioctl-bin: 'no-such-istioctl-here'"),
+        ({"etp_provider": "asm"}, r"--etp-provider: 'asm' is not one of native, vendor"),
     ],
 )
 def test_bad_values_name_the_option_and_accepted_values(cli: dict[str, object], message: str) -> None:
@@ -127,6 +129,14 @@ def test_report_dir_that_cannot_be_created_is_refused_and_nothing_is_left(tmp_pa
     wanted = tmp_path / "a" / "b"
     check_writable_directory("--report-dir", wanted)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_etp_provider_is_native_unless_chosen() -> None:
+    assert build().etp_provider is EtpProvider.NATIVE
+    assert build(env={"EGRESS_ETP_PROVIDER": "Vendor"}).etp_provider is EtpProvider.VENDOR
+    assert (
+        build(cli={"etp_provider": "native"}, env={"EGRESS_ETP_PROVIDER": "vendor"}).etp_provider is EtpProvider.NATIVE
+    )
 
 
 def test_istio_version_tolerates_v_prefix_and_unknown_patch_of_known_minor() -> None:
