@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conformance import versions
+from conformance.implementation import Implementation, ImplementationError, load_implementation
 from conformance.timeouts import DEFAULT_TIMEOUTS, Timeouts
 
 
@@ -88,6 +89,18 @@ OPTIONS: tuple[Option, ...] = (
         "walk the selected checks without a cluster: print what a run would do and write plan.json",
         is_flag=True,
     ),
+    Option(
+        "--implementation-file",
+        "EGRESS_IMPLEMENTATION_FILE",
+        "YAML file describing the Istio under test for the conformance report: organization, project, url, "
+        "version, contact",
+    ),
+    Option(
+        "--keep-on-failure",
+        "EGRESS_KEEP_ON_FAILURE",
+        "stop at the first failed check and leave its resources (and the cluster) in place for inspection",
+        is_flag=True,
+    ),
 )
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -116,6 +129,10 @@ class Settings:
     timeout_scale: float = 1.0
     #: Plan mode: no cluster; every check is walked and recorded, nothing is carried out.
     plan: bool = False
+    #: The vendor's description of the Istio under test (``--implementation-file``); None when not given.
+    implementation: Implementation | None = None
+    #: Stop at the first failed check and leave everything in place for inspection.
+    keep_on_failure: bool = False
 
     @property
     def uses_existing_cluster(self) -> bool:
@@ -203,6 +220,15 @@ class Settings:
                 f"--timeout-scale: {timeout_scale_text!r} is not a number greater than 0 and at most 100"
             ) from None
 
+        plan = need("plan") == "true"
+        implementation = _implementation(raw.get("implementation_file"))
+        keep_on_failure = need("keep_on_failure") == "true"
+        if keep_on_failure and plan:
+            raise SettingsError(
+                "--keep-on-failure keeps a failed check's resources on the cluster; a --plan run creates none, "
+                "so drop one of them"
+            )
+
         return cls(
             mesh_modes=mesh_modes,
             istio_version=istio_version,
@@ -219,7 +245,9 @@ class Settings:
             cache_dir=Path(need("cache_dir")).expanduser(),
             timeouts=DEFAULT_TIMEOUTS.scaled(timeout_scale),
             timeout_scale=timeout_scale,
-            plan=need("plan") == "true",
+            plan=plan,
+            implementation=implementation,
+            keep_on_failure=keep_on_failure,
         )
 
 
@@ -246,6 +274,16 @@ def _existing_file(flag: str, value: str | None) -> Path | None:
     if not path.is_file():
         raise SettingsError(f"{flag}: {value!r} does not exist or is not a file")
     return path.resolve()
+
+
+def _implementation(value: str | None) -> Implementation | None:
+    path = _existing_file("--implementation-file", value)
+    if path is None:
+        return None
+    try:
+        return load_implementation(path)
+    except ImplementationError as exc:
+        raise SettingsError(f"--implementation-file: {exc}") from None
 
 
 def _executable(flag: str, value: str | None) -> Path | None:
