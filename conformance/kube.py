@@ -799,6 +799,26 @@ class Kube:
         infos = [pod_info(item) for item in listing.get("items") or []]
         return sorted(infos, key=lambda info: info.name)
 
+    def list_objects(
+        self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Every object of a kind as dicts: in ``namespace``, or in all namespaces when None."""
+        resource = self._resource(api_version, kind)
+        where = f" in {namespace}" if namespace else " in all namespaces"
+        listing = self._call(
+            f"list {kind}{where}" + (f" -l {label_selector}" if label_selector else ""),
+            lambda: self._json(
+                self._dynamic.get(
+                    resource,
+                    namespace=namespace,
+                    label_selector=label_selector,
+                    serialize=False,
+                    _request_timeout=self._request_timeout,
+                )
+            ),
+        )
+        return [dict(item) for item in listing.get("items") or []]
+
     def exec(self, namespace: str, pod: str, command: list[str], container: str | None, timeout: float) -> ExecResult:
         """Run a command; stdout, stderr and exit code kept apart; bounded by ``timeout``.
 
