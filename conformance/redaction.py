@@ -21,7 +21,7 @@ import yaml
 
 _PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S)
 #: A PEM private key header whose end was cut off (a truncated log or message).
-_PRIVATE_KEY_HEAD = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[A-Za-z0-9+/=\s\\n]*")
+_PRIVATE_KEY_HEAD = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?:(?:\s|\\n)*[A-Za-z0-9+/=]{16,})*")
 REDACTED_KEY = "<private key redacted>"
 REDACTED = "<secret redacted>"
 #: Shorter fragments are too likely to occur by chance (and carry too little of a key to matter).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -211,7 +212,8 @@ def test_conformance_report_lists_every_check(pytester: pytest.Pytester, tmp_pat
     result.assert_outcomes(passed=1, failed=1, skipped=1)
     report = yaml.safe_load((report_dir / "conformance-report.yaml").read_text())
     assert report["kind"] == "ConformanceReport"
-    assert report["cluster"]["provider"] == "existing"
+    assert report["environment"]["kubernetes"]["provider"] == "existing"
+    assert report["environment"]["kind"] is None
     profiles = {p["name"]: p for p in report["profiles"]}
     sidecar = profiles["EGRESS-SIDECAR"]
     assert sidecar["summary"]["result"] == "failure"
@@ -235,6 +237,8 @@ def test_conformance_report_lists_every_check(pytester: pytest.Pytester, tmp_pat
     assert report["run"]["certifiable"] is False
     assert (report_dir / "junit.xml").is_file()
     assert (report_dir / "allure-results" / "environment.properties").is_file()
+    assert (report_dir / "allure-results" / "categories.json").is_file()
+    assert json.loads((report_dir / "conformance-report.json").read_text()) == report
 
 
 def test_plain_pytest_writes_no_report(pytester: pytest.Pytester, tmp_path: Path) -> None:
@@ -293,3 +297,13 @@ def test_sidecar_mode_runs_before_ambient_whatever_the_module_order(pytester: py
     assert lifecycle == ["install sidecar", "uninstall sidecar", "install ambient", "uninstall ambient"]
     tests = re.findall(r"(test_\w+\[\w+\]) ", result.stdout.str())
     assert tests == ["test_side[sidecar]", "test_both[sidecar]", "test_amb[ambient]"]
+
+
+def test_bad_implementation_file_stops_the_run_naming_the_option(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    pytester.makepyfile(test_mix=SCENARIOS)
+    path = tmp_path / "implementation.yaml"
+    path.write_text("organization: example.com\n")
+    result = run(pytester, "-m", "egress", "--plan", "--implementation-file", str(path))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR == 4
+    result.stderr.fnmatch_lines(["*--implementation-file: implementation.yaml: missing field(s) project, url*"])
+    assert "passed" not in result.stdout.str()
