@@ -34,6 +34,7 @@ from conformance.report import (
     Selection,
     build_report,
     catalogue_gaps,
+    inherent_adaptations,
     probe_records,
     scrubbed,
     write_report,
@@ -163,6 +164,8 @@ def _add_run_details(record: CheckRecord, item: pytest.Item) -> None:
     run = item.stash.get(CHECK_RUN_KEY, None)
     if run is not None:
         record.adaptations = [a.record() for a in run.adaptations]
+        if record.result in (CheckResult.PASSED, CheckResult.FAILED):
+            record.adaptations += inherent_adaptations(run.check)
         record.observed = dict(run.observed)
         record.probes = probe_records(run)
     collection = item.stash.get(EVIDENCE_KEY, None)

@@ -102,9 +102,10 @@ def step(request: pytest.FixtureRequest, runtime: Runtime) -> Iterator[Step]:
         variables = runtime.variables()
         redaction.register_secrets(variables[name] for name in runtime.secret_variables() if name in variables)
     seed_tags = (f"seed-{check.seed_label}",) if check.seed_label else ()
+    # allure-pytest already tags a result with its markers; the mode is added for checks without one.
+    mode_tags = () if item.get_closest_marker(runtime.mode.value) else (runtime.mode.value,)
     evidence.label_check(title=f"{check.id} {check.title}", epic=check.profile.value, feature=check.family,
-                         story=check.id, tags=(runtime.mode.value, *seed_tags),
-                         core=check.tier is Tier.CORE)  # fmt: skip
+                         story=check.id, tags=(*mode_tags, *seed_tags), core=check.tier is Tier.CORE)  # fmt: skip
     scenario_step = Step(run, runtime)
     item.stash[STEP_KEY] = scenario_step
     try:

@@ -29,7 +29,14 @@ import jsonschema
 import yaml
 
 from conformance import __version__, redaction
-from conformance.catalogue import CATALOGUE, Check, Profile, Tier
+from conformance.catalogue import (
+    CATALOGUE,
+    GATEWAY_MTLS_ADAPTATION,
+    GATEWAY_PLAINTEXT_ADAPTATION,
+    Check,
+    Profile,
+    Tier,
+)
 from conformance.environment import RunEnvironment
 from conformance.implementation import Implementation, upstream_istio
 from conformance.settings import IstioSource, Settings
@@ -170,6 +177,15 @@ def probe_records(run: Any) -> list[dict[str, Any]]:
             record["convergedAfterSeconds"] = round(converged, 3) if converged is not None else None
         records.append(record)
     return records
+
+
+def inherent_adaptations(check: Check) -> list[dict[str, Any]]:
+    """The catalogue's adaptations that hold whenever the check runs (the gateway-hop ones are recorded by
+    the check itself, only when it applies them)."""
+    conditional = {GATEWAY_PLAINTEXT_ADAPTATION, GATEWAY_MTLS_ADAPTATION}
+    return [
+        {"reason": text, "manifests": [], "inherent": True} for text in check.adaptations if text not in conditional
+    ]
 
 
 #: Results that count as a problem for a profile without being a failure.

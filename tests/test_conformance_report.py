@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.catalogue import Profile, checks
+from conformance.catalogue import TEST_CA_ADAPTATION, Profile, checks
 from conformance.failure_evidence import MAX_FILE_BYTES
 from conformance.planning import PLAN_FILE
 from conformance.report import validate_report
@@ -89,10 +89,13 @@ def test_deviations_and_adaptations(full_run: SyntheticRun) -> None:
     assert deviations["ETP-02"]["result"] == "passed"
     assert "connection refused" in deviations["ETP-02"]["reason"]
     assert "conn-refused, not tls-reset" in deviations["ETP-03"]["observed"][0]
-    (adaptation,) = full_run.report["adaptations"]
-    assert adaptation["id"] == "EGW-04" and "tls.mode DISABLE" in adaptation["reason"]
-    assert adaptation["manifests"] == ["scenarios/harness/gateway-plaintext.yaml"]
-    assert full_run.check("EGW-04")["adaptations"] == [{k: adaptation[k] for k in ("reason", "manifests")}]
+    applied, inherent = full_run.report["adaptations"]
+    # The gateway in this run carries the tlsMode label: EGW-04's plain-HTTP hop needed the harness's rule.
+    assert applied["id"] == "EGW-04" and "tls.mode DISABLE" in applied["reason"]
+    assert applied["manifests"] == ["scenarios/harness/gateway-plaintext.yaml"]
+    assert full_run.check("EGW-04")["adaptations"] == [{k: applied[k] for k in ("reason", "manifests")}]
+    # ETP-02's origins are signed by the run's test CA whenever it runs; its gateway-hop rule was not needed.
+    assert (inherent["id"], inherent["reason"], inherent["inherent"]) == ("ETP-02", TEST_CA_ADAPTATION, True)
 
 
 def test_failed_checks_leave_hashed_bounded_evidence(full_run: SyntheticRun) -> None:

@@ -164,3 +164,12 @@ def test_written_report_is_yaml_and_json_of_the_same_document(tmp_path: Path) ->
 
 def test_published_schema_is_itself_valid() -> None:
     jsonschema.Draft202012Validator.check_schema(json.loads(REPORT_SCHEMA.read_text()))
+
+
+def test_inherent_adaptations_are_the_unconditional_ones() -> None:
+    from conformance.catalogue import GATEWAY_MTLS_ADAPTATION, TEST_CA_ADAPTATION, lookup
+    from conformance.report import inherent_adaptations
+
+    reasons = [a["reason"] for a in inherent_adaptations(lookup("ETP-02"))]
+    assert reasons == [TEST_CA_ADAPTATION] and GATEWAY_MTLS_ADAPTATION in lookup("ETP-02").adaptations
+    assert inherent_adaptations(lookup("EGW-04")) == []
