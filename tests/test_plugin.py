@@ -307,3 +307,95 @@ def test_bad_implementation_file_stops_the_run_naming_the_option(pytester: pytes
     assert result.ret == pytest.ExitCode.USAGE_ERROR == 4
     result.stderr.fnmatch_lines(["*--implementation-file: implementation.yaml: missing field(s) project, url*"])
     assert "passed" not in result.stdout.str()
+
+
+KEPT_MESH = """
+import os
+from pathlib import Path
+
+import pytest
+
+from conformance.cluster import ClusterHandle
+from conformance.planning import PlanRuntime
+from conformance.timeouts import DEFAULT_TIMEOUTS
+
+LOG = Path(os.environ["INSTALLER_LOG"])
+
+
+class Installer:
+    istioctl = Path("/nonexistent/istioctl")
+
+    def install(self, mode):
+        LOG.open("a").write(f"install {mode.value}\\n")
+
+    def uninstall(self):
+        LOG.open("a").write("uninstall\\n")
+
+
+class Runtime(PlanRuntime):
+    planning = False
+
+    def collect_failure_evidence(self, run, report_dir):
+        from conformance.failure_evidence import EvidenceCollection
+
+        return EvidenceCollection(run.check.id, self.mode.value, report_dir)
+
+    def cluster_access(self):
+        from conformance.failure_evidence import ClusterAccess
+
+        return ClusterAccess(Path("kubeconfig"), None)
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    return ClusterHandle("kind-x", Path("kubeconfig"), "kind-x", created=True, managed=True)
+
+
+@pytest.fixture(scope="session")
+def kube():
+    return object()
+
+
+@pytest.fixture(scope="session")
+def istio_installer():
+    return Installer()
+
+
+@pytest.fixture(scope="session")
+def runtime(mesh):
+    return Runtime(mesh.mode, DEFAULT_TIMEOUTS)
+"""
+
+KEPT_CHECKS = """
+from conformance.catalogue import check
+
+
+@check("EGW-01")
+def test_fails(step):
+    assert False, "the mesh let it through"
+
+
+@check("EGW-02")
+def test_after(step):
+    pass
+"""
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_keep_on_failure_leaves_istio_installed_and_stops(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, keep: bool
+) -> None:
+    log = tmp_path / "installer.log"
+    monkeypatch.setenv("INSTALLER_LOG", str(log))
+    pytester.makeconftest(KEPT_MESH)
+    pytester.makepyfile(test_kept=KEPT_CHECKS)
+    args = ["-m", "egress", "--kubeconfig", str(kubeconfig_file(tmp_path)), "--mesh-mode", "sidecar",
+            f"--report-dir={tmp_path / 'reports'}", "-p", "no:junitxml"]  # fmt: skip
+    result = run(pytester, *args, *(["--keep-on-failure"] if keep else []))
+    if keep:
+        result.assert_outcomes(failed=1)
+        assert log.read_text().splitlines() == ["install sidecar"]
+        result.stdout.fnmatch_lines(["*kept for inspection (--keep-on-failure)*", "*EGW-01 (sidecar) failed*"])
+    else:
+        result.assert_outcomes(failed=1, passed=1)
+        assert log.read_text().splitlines() == ["install sidecar", "uninstall"]
