@@ -27,8 +27,7 @@ from conformance.accesslog import (
 )
 from conformance.kube import ObjectRef
 from conformance.probe import AnyHttp, AnyOutcome, NotOutcome, Outcome, ResponseExpectation
-
-REDACTED = "<redacted>"
+from conformance.redaction import REDACTED
 
 Document = dict[str, Any]
 

@@ -15,7 +15,7 @@ import re
 import shlex
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -283,14 +283,19 @@ def kubeconfig_path_for(settings: Settings) -> Path:
     return settings.cache_dir / "kubeconfig" / settings.cluster_name
 
 
+def _never_kept() -> str | None:
+    return None
+
+
 @contextmanager
-def provide_cluster(settings: Settings) -> Iterator[ClusterHandle]:
+def provide_cluster(settings: Settings, kept: Callable[[], str | None] = _never_kept) -> Iterator[ClusterHandle]:
     """The cluster for this run, set up on entry and (when the harness created it) deleted on exit.
 
     ``--kubeconfig``: that cluster as is; nothing is created or deleted. Otherwise a kind cluster named
     ``--cluster-name``: reused with ``--reuse-cluster`` when it exists, refused when it exists without
     that option (it may be someone else's), created when absent. A cluster the harness created is deleted
-    on exit, also when the body raised or creation failed half-way, unless ``--keep-cluster``.
+    on exit, also when the body raised or creation failed half-way, unless ``--keep-cluster`` — or unless
+    ``kept()``, asked on exit, gives a reason to keep it (a failed check left in place to inspect).
     """
     if settings.kubeconfig is not None:
         yield _existing_cluster(settings, settings.kubeconfig)
@@ -339,18 +344,20 @@ def provide_cluster(settings: Settings) -> Iterator[ClusterHandle]:
     try:
         yield handle
     except BaseException:
-        _finish(cluster, settings, created=created, failing=True)
+        _finish(cluster, settings, created=created, failing=True, kept_because=kept())
         raise
-    _finish(cluster, settings, created=created, failing=False)
+    _finish(cluster, settings, created=created, failing=False, kept_because=kept())
 
 
-def _finish(cluster: KindCluster, settings: Settings, *, created: bool, failing: bool) -> None:
+def _finish(
+    cluster: KindCluster, settings: Settings, *, created: bool, failing: bool, kept_because: str | None = None
+) -> None:
     """Delete a cluster the harness created unless kept; otherwise say how to reach and delete it.
 
     While another exception is on its way (``failing``), a failed delete is reported, not raised, so the
     original error stays the one the user sees.
     """
-    if created and not settings.keeps_cluster:
+    if created and not settings.keeps_cluster and kept_because is None:
         try:
             with progress.step(f"deleting kind cluster {cluster.name!r}"):
                 cluster.delete()
@@ -361,7 +368,7 @@ def _finish(cluster: KindCluster, settings: Settings, *, created: bool, failing:
         else:
             cluster.kubeconfig_path.unlink(missing_ok=True)
         return
-    why = "kept (--keep-cluster)" if created else "left in place (reused)"
+    why = f"kept ({kept_because})" if kept_because else "kept (--keep-cluster)" if created else "left in place (reused)"
     progress.info(
         f"kind cluster {cluster.name!r} {why}: reach it with "
         f"`kubectl --kubeconfig {shlex.quote(str(cluster.kubeconfig_path))} --context {cluster.context} "

@@ -28,7 +28,7 @@ import base64
 import hashlib
 import ipaddress
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -550,9 +550,12 @@ def provide_external_world(
     pki: RunPKI,
     namespace: str = DEFAULT_NAMESPACE,
     *,
-    remove_on_exit: bool = True,
+    remove_on_exit: bool | Callable[[], bool] = True,
 ) -> Iterator[ExternalWorld]:
-    """Deploy, configure DNS and wait until names resolve; on exit revert DNS and delete everything."""
+    """Deploy, configure DNS and wait until names resolve; on exit revert DNS and delete everything.
+
+    ``remove_on_exit`` may be a callable, asked on exit (a failed check kept for inspection needs the
+    external world it talked to)."""
     world = ExternalWorld(kube, timeouts, namespace)
     try:
         world.deploy(pki)
@@ -560,5 +563,5 @@ def provide_external_world(
         world.wait_dns_ready()
         yield world
     finally:
-        if remove_on_exit:
+        if remove_on_exit() if callable(remove_on_exit) else remove_on_exit:
             world.remove()

@@ -11,21 +11,28 @@ The plugin registers this module. A check asks for what its documented steps use
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conformance import evidence
+from conformance import evidence, progress, redaction
 from conformance.actions import CheckActions
-from conformance.catalogue import Check, lookup
+from conformance.catalogue import Check, Tier, lookup
 from conformance.egress_policy import PROVIDERS, EgressPolicies
+from conformance.environment import RunEnvironment
+from conformance.keep import kept
 from conformance.runtime import Runtime, WorkloadSpec
 from conformance.scenario import CheckRun, Client, EgressGateway, Step
-from conformance.settings import MeshMode, Settings
+from conformance.settings import IstioSource, MeshMode, Settings
 from conformance.workloads import FRONTEND_SLEEP, FRONTEND_SLEEP_WITHOUT_SIDECAR, NGINX, SLEEP, SLEEP_A
 
 CHECK_RUN_KEY = pytest.StashKey[CheckRun]()
 PLAN_KEY = pytest.StashKey[Any]()
+#: The check's ``step`` (its run and runtime), for the hooks that handle a failure.
+STEP_KEY = pytest.StashKey[Step]()
+#: What the run observes of its environment (filled by the session fixtures, read by the report).
+ENVIRONMENT_KEY = pytest.StashKey[RunEnvironment]()
 
 
 def check_of(item: pytest.Item) -> Check | None:
@@ -44,12 +51,41 @@ def runtime(request: pytest.FixtureRequest, settings: Settings, mesh: Any) -> It
         return
     from conformance.live import LiveRuntime
 
-    live = LiveRuntime(request.getfixturevalue("kube"), mode, settings.timeouts,
-                       request.getfixturevalue("external_world"), mesh.istio_version)  # fmt: skip
+    kube = request.getfixturevalue("kube")
+    live = LiveRuntime(kube, mode, settings.timeouts, request.getfixturevalue("external_world"),
+                       mesh.istio_version, _live_diagnostics(request, settings, kube))  # fmt: skip
     try:
         yield live
     finally:
-        live.remove_workloads()
+        environment = request.config.stash.get(ENVIRONMENT_KEY, None)
+        if environment is not None:
+            # Read before the workloads go and while this mode's Istio is still installed.
+            environment.observe_data_plane(kube, mode.value, live.observed_namespaces())
+        if kept(request.config) is None:
+            live.remove_workloads()
+        else:
+            progress.info(f"the {mode.value} client workloads are left in place (--keep-on-failure)")
+
+
+def _live_diagnostics(request: pytest.FixtureRequest, settings: Settings, kube: Any) -> Any:
+    """How a failed check's evidence is read: the run's kubeconfig, and istioctl (the installer's, or
+    resolved on first use when the harness did not install Istio)."""
+    from conformance.failure_evidence import ClusterAccess
+    from conformance.istioctl import resolve_istioctl
+    from conformance.live import LiveDiagnostics
+
+    cluster = request.getfixturevalue("cluster")
+    if settings.istio_source is IstioSource.INSTALL:
+        installer = request.getfixturevalue("istio_installer")
+
+        def istioctl() -> Path:
+            return Path(installer.istioctl)
+    else:
+
+        def istioctl() -> Path:
+            return resolve_istioctl(settings)
+
+    return LiveDiagnostics(kube, ClusterAccess(cluster.kubeconfig, cluster.context), istioctl, settings.timeouts)
 
 
 @pytest.fixture
@@ -62,15 +98,26 @@ def step(request: pytest.FixtureRequest, runtime: Runtime) -> Iterator[Step]:
     actions = CheckActions(check.id, item.nodeid, runtime.mode.value, check.profile.value, check.title)
     run = CheckRun(check, actions, planned=runtime.planning)
     item.stash[CHECK_RUN_KEY] = run
+    if not runtime.planning:
+        # Secret values of the run (the test client's key) never appear in any report file.
+        variables = runtime.variables()
+        redaction.register_secrets(variables[name] for name in runtime.secret_variables() if name in variables)
     seed_tags = (f"seed-{check.seed_label}",) if check.seed_label else ()
+    # allure-pytest already tags a result with its markers; the mode is added for checks without one.
+    mode_tags = () if item.get_closest_marker(runtime.mode.value) else (runtime.mode.value,)
     evidence.label_check(title=f"{check.id} {check.title}", epic=check.profile.value, feature=check.family,
-                         story=check.id, tags=(runtime.mode.value, *seed_tags))  # fmt: skip
+                         story=check.id, tags=(*mode_tags, *seed_tags), core=check.tier is Tier.CORE)  # fmt: skip
     scenario_step = Step(run, runtime)
+    item.stash[STEP_KEY] = scenario_step
     try:
         yield scenario_step
     finally:
         try:
-            scenario_step.cleanup()
+            failure = kept(request.config)
+            if failure is not None and failure.nodeid == item.nodeid:
+                progress.info(f"{check.id}: its resources are left in place (--keep-on-failure)")
+            else:
+                scenario_step.cleanup()
         finally:
             plan = request.config.stash.get(PLAN_KEY, None)
             if plan is not None:

@@ -480,6 +480,15 @@ class Kube:
         obj = self.get(ObjectRef("v1", "Pod", name, namespace))
         return None if obj is None else pod_info(obj)
 
+    def list_objects(
+        self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Every object of a kind as dicts: in ``namespace``, or in all namespaces when None."""
+        resource = self._resource(api_version, kind)
+        where = f" in {namespace}" if namespace else " in all namespaces"
+        what = f"list {kind}{where}" + (f" -l {label_selector}" if label_selector else "")
+        return self._client.list(resource, namespace, label_selector, what)
+
     def exec(self, namespace: str, pod: str, command: list[str], container: str | None, timeout: float) -> ExecResult:
         """Run a command; stdout, stderr and exit code kept apart; bounded by ``timeout``.
 

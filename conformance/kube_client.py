@@ -245,7 +245,7 @@ class KubeClient:
                 return None
             raise
 
-    def list(self, resource: Any, namespace: str | None, label_selector: str, what: str) -> list[dict[str, Any]]:
+    def list(self, resource: Any, namespace: str | None, label_selector: str | None, what: str) -> list[dict[str, Any]]:
         listing = self.call_json(
             what,
             lambda: self.dynamic.get(

@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from conformance import evidence
+from conformance import evidence, failure_evidence
 from conformance.accesslog import AccessLogEntry, LogExpectation, entries_for_probe, entries_in_window
 from conformance.expect import ExpectationFailed, consistently, eventually
 from conformance.external import PROBE_CONTAINER, PROBE_SELECTOR, ExternalWorld
+from conformance.failure_evidence import ClusterAccess, CommandOutput, EvidenceCollection
 from conformance.istio_components import EGRESS_GATEWAY, ISTIO_NAMESPACE
 from conformance.kube import Kube, KubeError, ObjectRef
 from conformance.mesh_config import OutboundMode, outbound_traffic_policy
 from conformance.probe import CurlRequest, PodTarget, ProbeError, Prober, ProbeResult, ResponseExpectation
+from conformance.processes import run_tool
 from conformance.runtime import (
     Applied,
     Dataplane,
@@ -83,19 +87,74 @@ def first_of_final_run(attempts: Sequence[tuple[float, bool]], needed: int) -> f
     return attempts[-needed][0]
 
 
+class DiagnosticsError(RuntimeError):
+    """A diagnostic command could not be run (istioctl missing, timed out)."""
+
+
+class LiveDiagnostics:
+    """What a failed check's evidence is read from: the API server, and istioctl with the run's kubeconfig."""
+
+    def __init__(self, kube: Kube, access: ClusterAccess, istioctl: Callable[[], Path], timeouts: Timeouts) -> None:
+        self._kube = kube
+        self._access = access
+        self._resolve_istioctl = istioctl
+        self._istioctl: Path | None = None
+        self._istioctl_problem: str | None = None
+        self._timeouts = timeouts
+
+    @property
+    def access(self) -> ClusterAccess:
+        return self._access
+
+    def logs(self, namespace: str, selector: str, container: str, since: datetime) -> dict[str, str]:
+        return self._kube.logs(namespace, selector, container, since)
+
+    def pod_names(self, namespace: str, selector: str) -> list[str]:
+        return [p.name for p in self._kube.pods(namespace, selector)]
+
+    def events(self, namespace: str) -> list[dict[str, Any]]:
+        return self._kube.list_objects("v1", "Event", namespace)
+
+    def istioctl(self, args: Sequence[str]) -> CommandOutput:
+        command = [str(self._binary()), *args, *self._access.flags()]
+        result = run_tool(command, self._timeouts.diagnostics, error=DiagnosticsError, deadline_name="diagnostics",
+                          check=False)  # fmt: skip
+        return CommandOutput(result.returncode, result.stdout, result.stderr)
+
+    def _binary(self) -> Path:
+        # Resolved once: a missing istioctl is reported for each command without trying again.
+        if self._istioctl is None and self._istioctl_problem is None:
+            try:
+                self._istioctl = self._resolve_istioctl()
+            except Exception as exc:
+                self._istioctl_problem = f"istioctl is not available: {exc}"
+        if self._istioctl is None:
+            raise DiagnosticsError(self._istioctl_problem or "istioctl is not available")
+        return self._istioctl
+
+
 class LiveRuntime:
     """Carries scenario requests out on a cluster, in one data-plane mode."""
 
     planning = False
 
     def __init__(
-        self, kube: Kube, mode: MeshMode, timeouts: Timeouts, world: ExternalWorld, istio_version: str
+        self,
+        kube: Kube,
+        mode: MeshMode,
+        timeouts: Timeouts,
+        world: ExternalWorld,
+        istio_version: str,
+        diagnostics: LiveDiagnostics | None = None,
     ) -> None:
         self._kube = kube
         self._istio_version = istio_version
         self._mode = mode
         self._timeouts = timeouts
         self._world = world
+        self._diagnostics = diagnostics
+        #: Namespaces of the workloads this runtime deployed (their running images go into the report).
+        self._workload_namespaces: set[str] = set()
         self._prober = Prober(kube, timeouts)
         self._deployer = WorkloadDeployer(kube, mode, timeouts, world.create_client_secrets)
         self._gateway: EgressGatewayInfo | None = None
@@ -149,6 +208,7 @@ class LiveRuntime:
     # ---------------------------------------------------------------------------------------- workloads
 
     def workload(self, spec: WorkloadSpec) -> Workload:
+        self._workload_namespaces.add(spec.namespace)
         return self._deployer.workload(spec)
 
     def remove_workloads(self) -> None:
@@ -177,6 +237,28 @@ class LiveRuntime:
             self._gateway = detect_egress_gateway(self._kube)
             self._gateway_looked_up = True
         return self._gateway
+
+    # ------------------------------------------------------------------------------ evidence and facts
+
+    def collect_failure_evidence(self, run: Any, report_dir: Path) -> EvidenceCollection:
+        """A failed check's evidence, read from the cluster before its resources are removed."""
+        if self._diagnostics is None:
+            collection = EvidenceCollection(run.check.id, self._mode.value,
+                                            failure_evidence.check_directory(report_dir, run.check.id,
+                                                                             self._mode.value))  # fmt: skip
+            collection.errors.append("no cluster access was given to the runtime: nothing collected")
+            return collection
+        return failure_evidence.collect(run, self._mode.value, self._diagnostics, report_dir)
+
+    def cluster_access(self) -> ClusterAccess:
+        if self._diagnostics is None:
+            raise DiagnosticsError("no cluster access was given to the runtime")
+        return self._diagnostics.access
+
+    def observed_namespaces(self) -> list[str]:
+        """Where the pods this mode's checks involve run: Istio's, the clients', the external world's."""
+        names = {ISTIO_NAMESPACE, self._world.namespace, self._world.probe_namespace, *self._workload_namespaces}
+        return sorted(names)
 
     # ------------------------------------------------------------------------------------------- probes
 
@@ -221,11 +303,16 @@ class LiveRuntime:
 
     # --------------------------------------------------------------------------------------- access log
 
-    def _entries(self, source: LogSource, observation: Observation, lookup: LogLookup) -> list[AccessLogEntry]:
+    def _entries(
+        self, source: LogSource, observation: Observation, lookup: LogLookup, searched: dict[str, str] | None = None
+    ) -> list[AccessLogEntry]:
         result = observation.result
         if result is None:
             raise ProbeError(f"{observation.probe_id} has no result to look up in a log")
         texts = self._kube.logs(source.namespace, source.selector, source.container, result.started_at)
+        if searched is not None:
+            searched.clear()
+            searched.update(texts)
         found: list[AccessLogEntry] = []
         for text in texts.values():
             if lookup.by_time:
@@ -237,15 +324,24 @@ class LiveRuntime:
     def await_log_entry(
         self, source: LogSource, observation: Observation, expectation: LogExpectation, lookup: LogLookup
     ) -> AccessLogEntry | None:
+        searched: dict[str, str] = {}
+
         def find() -> AccessLogEntry | None:
-            entries = self._entries(source, observation, lookup)
+            entries = self._entries(source, observation, lookup, searched)
             return next((e for e in entries if expectation.matches(e)), entries[0] if entries else None)
 
-        return eventually(
-            find, expectation, timeouts=self._timeouts, deadline="access_log", consecutive=1,
-            description=f"{source.kind.value} {source.workload} access log entry of {observation.probe_id}",
-            tolerated=(KubeError,),
-        )  # fmt: skip
+        try:
+            return eventually(
+                find, expectation, timeouts=self._timeouts, deadline="access_log", consecutive=1,
+                description=f"{source.kind.value} {source.workload} access log entry of {observation.probe_id}",
+                tolerated=(KubeError,),
+            )  # fmt: skip
+        except ExpectationFailed:
+            evidence.attach_text(
+                searched_lines(searched), f"{source.kind.value} {source.workload} log lines searched for "
+                f"{observation.probe_id}"
+            )  # fmt: skip
+            raise
 
     def log_entries(self, source: LogSource, observation: Observation, lookup: LogLookup) -> list[AccessLogEntry]:
         return self._entries(source, observation, lookup)
@@ -264,6 +360,23 @@ def sidecar_by_pod(kube: Kube, namespace: str, selector: str) -> dict[str, bool]
 
 def all_pods_have_sidecar(pods: Mapping[str, bool]) -> bool:
     return bool(pods) and all(pods.values())
+
+
+#: Lines of each pod's log shown when an access-log entry was not found (the newest are kept).
+SEARCHED_LINES_KEPT = 200
+
+
+def searched_lines(texts: Mapping[str, str], kept: int = SEARCHED_LINES_KEPT) -> str:
+    """The log lines a failed access-log lookup read, by pod, newest last."""
+    if not texts:
+        return "(no pod behind the proxy's selector returned a log)\n"
+    parts = []
+    for pod, text in sorted(texts.items()):
+        lines = text.splitlines()
+        cut = f" (the last {kept} of {len(lines)})" if len(lines) > kept else ""
+        parts.append(f"# pod {pod}: {len(lines)} line(s) since the probe started{cut}")
+        parts += lines[-kept:]
+    return "\n".join(parts) + "\n"
 
 
 def detect_egress_gateway(kube: Kube, namespace: str = ISTIO_NAMESPACE) -> EgressGatewayInfo | None:

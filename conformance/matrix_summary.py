@@ -22,10 +22,10 @@ from pathlib import Path
 import yaml
 
 from conformance.report import REPORT_FILE
+from conformance.summary import SUMMARY_FILE
 
 #: Artifact name of a cell's report directory: this prefix and the cell's name.
 ARTIFACT_PREFIX = "conformance-"
-SUMMARY_FILE = "conformance-summary.md"
 
 #: A cell's verdict: the worst profile result of its report (failure, partial, success), or why there is none.
 MISSING = "missing"

@@ -12,32 +12,25 @@ import logging
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conformance import fixtures as scenario_fixtures
-from conformance import progress
-from conformance.cluster import ClusterHandle, container_engine_problem, provide_cluster
+from conformance import progress, redaction
+from conformance.cluster import ClusterHandle, container_engine_problem, kind_version_of, provide_cluster, resolve_kind
+from conformance.collector import ReportCollector
+from conformance.environment import RunEnvironment
 from conformance.external import ExternalWorld, new_pki, provide_external_world
-from conformance.fixtures import CHECK_RUN_KEY, PLAN_KEY
+from conformance.failures import FailureHandling
+from conformance.fixtures import ENVIRONMENT_KEY, PLAN_KEY
 from conformance.istio_components import IstioError
 from conformance.istio_detection import detect_installed, istiod_present
-from conformance.istio_install import IstioInstaller
-from conformance.kube import Kube
+from conformance.istio_install import OVERLAYS, IstioInstaller
+from conformance.istioctl import istioctl_client_version
+from conformance.keep import kept
+from conformance.kube import Kube, KubeUnreachableError
 from conformance.pki import RunPKI
-from conformance.report import (
-    PROFILE_MARKERS,
-    UNPROFILED,
-    CheckRecord,
-    CheckResult,
-    RunStatus,
-    build_report,
-    catalogue_gaps,
-    write_allure_environment,
-    write_report,
-)
 from conformance.settings import (
     OPTIONS,
     IstioSource,
@@ -109,7 +102,12 @@ def pytest_configure(config: pytest.Config) -> None:
     if requested and not config.option.collectonly:
         _attach_live_progress(config)
         _default_report_outputs(config, settings)
-        config.pluginmanager.register(ReportCollector(settings), "egress-conformance-report")
+        redaction.forget_secrets()
+        if settings.kubeconfig is not None:
+            redaction.register_kubeconfig_secrets(settings.kubeconfig)
+        config.stash[ENVIRONMENT_KEY] = RunEnvironment()
+        config.pluginmanager.register(ReportCollector(settings, config), "egress-conformance-report")
+        config.pluginmanager.register(FailureHandling(settings), "egress-conformance-failures")
         if settings.plan:
             from conformance.planning import Plan
 
@@ -226,126 +224,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         )
 
 
-class ReportCollector:
-    """Records every e2e check's result (ID, mode, profile, reason) and writes the report at the end."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.records: dict[str, CheckRecord] = {}
-        self.implemented: set[str] = set()
-        self.istio_version: str | None = None
-        self.kubernetes_version: str | None = None
-        self.status = RunStatus.COMPLETED
-        self.status_reason: str | None = None
-
-    def abort(self, reason: str, selected: Sequence[pytest.Item] = ()) -> None:
-        """The run stops before (some of) its checks: every selected check without a result is not run."""
-        self.status = RunStatus.ABORTED
-        self.status_reason = reason
-        for item in selected:
-            if item.get_closest_marker("egress"):
-                self.records.setdefault(item.nodeid, _record_for(item))
-        for record in self.records.values():
-            if record.result is CheckResult.NOT_RUN:
-                record.reason = f"not run: {reason}"
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        record = self.records.get(report.nodeid)
-        if record is None:
-            return
-        record.duration += report.duration
-        if report.skipped:
-            record.result = CheckResult.SKIPPED
-            record.reason = _skip_reason(report)
-        elif report.failed:
-            record.result = CheckResult.FAILED
-            record.reason = f"{report.when} failed: {_failure_summary(report)}"
-        elif report.when == "call" and record.result is not CheckResult.FAILED:
-            record.result = CheckResult.PLANNED if self.settings.plan else CheckResult.PASSED
-            record.reason = None
-
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> None:
-        record = self.records.get(item.nodeid)
-        run = item.stash.get(CHECK_RUN_KEY, None)
-        if record is None or run is None or call.when != "teardown":
-            return
-        if run.adaptations:
-            record.details["adaptations"] = [a.record() for a in run.adaptations]
-        if run.observed:
-            record.details["observed"] = dict(run.observed)
-        record.details.update(run.details)
-        converged = {o.probe_id: round(o.converged_after, 3) for o in run.observations if o.converged_after is not None}
-        if converged:
-            record.details["convergenceSeconds"] = converged
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        # Before -k / -m deselect anything: every check that has a test.
-        for item in items:
-            marker = item.get_closest_marker("check")
-            if marker is not None and marker.args:
-                self.implemented.add(str(marker.args[0]))
-
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
-        for item in session.items:
-            if item.get_closest_marker("egress"):
-                self.records.setdefault(item.nodeid, _record_for(item))
-
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not self.records and self.status is RunStatus.COMPLETED:
-            return
-        records = list(self.records.values())
-        records += catalogue_gaps(records, self.implemented)
-        report = build_report(
-            records,
-            self.settings,
-            istio_version=self.istio_version,
-            kubernetes_version=self.kubernetes_version,
-            status=self.status,
-            status_reason=self.status_reason,
-        )
-        path = write_report(report, self.settings.report_dir)
-        allure_dir = getattr(session.config.option, "allure_report_dir", None)
-        if allure_dir:
-            write_allure_environment(Path(allure_dir), self.settings, self.istio_version)
-        progress.info(f"conformance report written to {path}")
-        plan = session.config.stash.get(PLAN_KEY, None)
-        if plan is not None:
-            plan_path = plan.write(self.settings.report_dir)
-            progress.info(f"plan written to {plan_path}")
-
-
-def _record_for(item: pytest.Item) -> CheckRecord:
-    check = item.get_closest_marker("check")
-    check_id = str(check.args[0]) if check and check.args else item.name
-    profile = next((name for marker, name in PROFILE_MARKERS.items() if item.get_closest_marker(marker)), UNPROFILED)
-    callspec = getattr(item, "callspec", None)
-    mode = callspec.params.get("mesh") if callspec is not None else None
-    return CheckRecord(
-        check_id=check_id,
-        nodeid=item.nodeid,
-        profile=profile,
-        mode=getattr(mode, "value", None),
-        # Until a phase reports, a collected check counts as not run: never as passed.
-        result=CheckResult.NOT_RUN,
-        reason="not run",
-    )
-
-
-def _failure_summary(report: pytest.TestReport) -> str:
-    crash = getattr(report.longrepr, "reprcrash", None)
-    message = str(getattr(crash, "message", "") or report.longreprtext or "")
-    first = message.strip().splitlines()[0] if message.strip() else "see the test output"
-    return first[:300]
-
-
-def _skip_reason(report: pytest.TestReport) -> str:
-    longrepr = report.longrepr
-    if isinstance(longrepr, tuple) and len(longrepr) == 3:
-        return str(longrepr[2]).removeprefix("Skipped: ")
-    return str(longrepr)
-
-
 # ---------------------------------------------------------------------------------------------- fixtures
 
 
@@ -384,18 +262,38 @@ def _report_collector(config: pytest.Config) -> ReportCollector | None:
     return plugin if isinstance(plugin, ReportCollector) else None
 
 
+def _environment(config: pytest.Config) -> RunEnvironment:
+    return config.stash.setdefault(ENVIRONMENT_KEY, RunEnvironment())
+
+
 @pytest.fixture(scope="session")
-def cluster(settings: Settings) -> Iterator[ClusterHandle]:
-    with provide_cluster(settings) as handle:
+def cluster(settings: Settings, pytestconfig: pytest.Config) -> Iterator[ClusterHandle]:
+    def kept_because() -> str | None:
+        failure = kept(pytestconfig)
+        return failure.reason if failure is not None else None
+
+    with provide_cluster(settings, kept_because) as handle:
+        redaction.register_kubeconfig_secrets(handle.kubeconfig)
+        if handle.managed:
+            _environment(pytestconfig).kind_version = _kind_version(settings)
         yield handle
+
+
+def _kind_version(settings: Settings) -> str | None:
+    with contextlib.suppress(Exception):  # a fact for the report, never a reason to fail the run
+        version = kind_version_of(resolve_kind(settings))
+        return str(version) if version is not None else None
+    return None
 
 
 @pytest.fixture(scope="session")
 def kube(settings: Settings, cluster: ClusterHandle, pytestconfig: pytest.Config) -> Iterator[Kube]:
     with Kube(cluster.kubeconfig, cluster.context, timeouts=settings.timeouts) as client:
-        collector = _report_collector(pytestconfig)
-        if collector is not None:
-            collector.kubernetes_version = client.server_version()
+        try:
+            client.check_reachable()
+        except KubeUnreachableError as exc:
+            abort_run(pytestconfig, str(exc))
+        _environment(pytestconfig).observe_cluster(client)
         yield client
 
 
@@ -406,13 +304,22 @@ def pki() -> RunPKI:
 
 
 @pytest.fixture(scope="session")
-def external_world(settings: Settings, cluster: ClusterHandle, kube: Kube, pki: RunPKI) -> Iterator[ExternalWorld]:
+def external_world(
+    settings: Settings, cluster: ClusterHandle, kube: Kube, pki: RunPKI, pytestconfig: pytest.Config
+) -> Iterator[ExternalWorld]:
     """The in-cluster stand-in for the Internet, with the public names resolving to it.
 
     Removed at the end from a cluster the harness does not manage (``--kubeconfig``); a kind cluster is
     either deleted whole or kept on request, with the external world in place for the next run.
     """
-    with provide_external_world(kube, settings.timeouts, pki, remove_on_exit=not cluster.managed) as world:
+
+    def remove_on_exit() -> bool:
+        if kept(pytestconfig) is not None:
+            progress.info("the external world is left in place (--keep-on-failure)")
+            return False
+        return not cluster.managed
+
+    with provide_external_world(kube, settings.timeouts, pki, remove_on_exit=remove_on_exit) as world:
         yield world
 
 
@@ -434,11 +341,15 @@ def mesh(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Mesh]:
         return
     cluster: ClusterHandle = request.getfixturevalue("cluster")
     kube: Kube = request.getfixturevalue("kube")
-    collector = _report_collector(request.config)
+    environment = _environment(request.config)
     if settings.istio_source is IstioSource.EXISTING:
         installed = detect_installed(kube)
-        if collector is not None:
-            collector.istio_version = installed.version
+        environment.istio_version = installed.version
+        environment.install_method[mode.value] = (
+            f"installed before the run; version {installed.version} detected from the istiod image"
+            if mode in installed.modes
+            else "not installed (the data plane's node agents were not found)"
+        )
         if mode not in installed.modes:
             pytest.skip(f"the installed Istio {installed.version} does not run the {mode.value} data plane")
         yield Mesh(mode, installed.version, installed_by_harness=False)
@@ -457,10 +368,17 @@ def mesh(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Mesh]:
         with contextlib.suppress(IstioError):
             installer.uninstall()
         raise
-    if collector is not None:
-        collector.istio_version = settings.istio_version
+    environment.istio_version = settings.istio_version
+    environment.install_method[mode.value] = (
+        f"istioctl install -f manifests/istio/{OVERLAYS[mode].name} (by the harness)"
+    )
+    if environment.istioctl_version is None:
+        environment.istioctl_version = istioctl_client_version(installer.istioctl)
     try:
         yield Mesh(mode, settings.istio_version, installed_by_harness=True)
     finally:
-        with progress.step(f"Removing Istio ({mode.value} data plane)"):
-            installer.uninstall()
+        if kept(request.config) is not None:
+            progress.info(f"Istio ({mode.value} data plane) is left installed (--keep-on-failure)")
+        else:
+            with progress.step(f"Removing Istio ({mode.value} data plane)"):
+                installer.uninstall()

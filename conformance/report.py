@@ -2,28 +2,49 @@
 
 Every check of the catalogue is in the report: the selected ones with their result (passed, failed,
 skipped with its reason, planned, not run when the run stopped early), the others as not selected, not
-implemented or not applicable — so a partial run can never look like a full pass. Shape follows the
-Gateway API ConformanceReport: a summary per profile (success / partial / failure with statistics), then
-every check with its ID.
+implemented or not applicable — so a partial run can never look like a full pass. The shape follows the
+Gateway API ``ConformanceReport`` (implementation, date, a summary per profile with statistics, the
+failed and skipped checks) and goes beyond it: the run's identity and certifiability, the environment as
+observed (Kubernetes, nodes, CNI, Istio and how it was installed, the image digests actually running),
+each check's probes and time to converge, the documentation deviations and the adaptations that ran, and
+a sha256 for every evidence file of a failed check.
+
+The same document is written as ``conformance-report.yaml`` and ``conformance-report.json``; both are
+validated against the published schema ``conformance/schemas/conformance-report.schema.json`` and scrubbed
+of secrets before they are written.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 
-from conformance import DOCUMENT_API_VERSION, __version__
-from conformance.catalogue import CATALOGUE, Check, Profile, Tier
-from conformance.settings import Settings
+from conformance import DOCUMENT_API_VERSION, __version__, redaction
+from conformance.catalogue import (
+    CATALOGUE,
+    GATEWAY_MTLS_ADAPTATION,
+    GATEWAY_PLAINTEXT_ADAPTATION,
+    Check,
+    Profile,
+    Tier,
+)
+from conformance.environment import RunEnvironment
+from conformance.implementation import Implementation, upstream_istio
+from conformance.settings import IstioSource, Settings
 
 REPORT_FILE = "conformance-report.yaml"
+REPORT_JSON_FILE = "conformance-report.json"
 REPORT_API_VERSION = DOCUMENT_API_VERSION
+REPORT_SCHEMA = Path(__file__).resolve().parent / "schemas" / "conformance-report.schema.json"
 
 #: Marker -> profile name in the report.
 PROFILE_MARKERS = {
@@ -32,6 +53,8 @@ PROFILE_MARKERS = {
     "external_world": Profile.EXTERNAL_WORLD.value,
 }
 UNPROFILED = "UNPROFILED"
+#: The one ``-m`` expression that selects the whole suite.
+FULL_SUITE_MARKEXPR = "egress"
 
 
 class CheckResult(enum.StrEnum):
@@ -71,7 +94,16 @@ class CheckRecord:
     result: CheckResult
     reason: str | None = None
     duration: float = 0.0
-    #: Extra facts of the run (adaptations applied, observed outcomes, convergence times).
+    #: Adaptations the harness applied while the check ran: {reason, manifests}.
+    adaptations: list[dict[str, Any]] = field(default_factory=list)
+    #: Outcomes the catalogue asks to record as observed (label -> outcome).
+    observed: dict[str, str] = field(default_factory=dict)
+    #: The documented requests, what they were expected to and did end in, and when they converged.
+    probes: list[dict[str, Any]] = field(default_factory=list)
+    #: Evidence files of a failed check (``EvidenceFile.record()``) and what could not be collected.
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+    evidence_errors: list[str] = field(default_factory=list)
+    #: Further facts the check's run recorded for its entry, by key (e.g. ``egressTrafficPolicy``).
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -83,12 +115,22 @@ class CheckRecord:
         check = self.check
         return check is None or check.tier is Tier.CORE
 
+    @property
+    def convergence_seconds(self) -> float | None:
+        """The check's time to converge: its slowest positive probe, from the last configuration change
+        before it to the first of its N consecutive matches."""
+        values = [p["convergedAfterSeconds"] for p in self.probes if p.get("convergedAfterSeconds") is not None]
+        return round(max(values), 3) if values else None
+
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"id": self.check_id}
         check = self.check
         if check is not None:
             data["title"] = check.title
             data["tier"] = check.tier.value
+            data["family"] = check.family
+            if check.seed is not None:
+                data["seed"] = {"file": check.seed.file, "section": check.seed.section}
         if self.nodeid:
             data["test"] = self.nodeid
         data["result"] = self.result.value
@@ -98,9 +140,55 @@ class CheckRecord:
             data["reason"] = self.reason
         if check is not None and check.deviation:
             data["deviation"] = {"documented": check.documented, "expected": check.expected, "reason": check.deviation}
+        if self.adaptations:
+            data["adaptations"] = list(self.adaptations)
+        if self.observed:
+            data["observed"] = dict(self.observed)
+        if self.probes:
+            data["probes"] = list(self.probes)
+        data["convergenceSeconds"] = self.convergence_seconds
         data.update(self.details)
+        if self.evidence or self.evidence_errors:
+            data["evidence"] = {"files": list(self.evidence), "errors": list(self.evidence_errors)}
         data["durationSeconds"] = round(self.duration, 3)
         return data
+
+
+def probe_records(run: Any) -> list[dict[str, Any]]:
+    """Report entries of a check run's probes (a ``conformance.scenario.CheckRun``): each documented
+    request, its expectation, and — for those that finished — the outcome, attempts and convergence."""
+    observations = {o.probe_id: o for o in run.observations}
+    records = []
+    for action in run.actions.actions:
+        if action.type != "probe":
+            continue
+        fields = action.fields
+        record: dict[str, Any] = {
+            "id": fields["probe"],
+            "client": fields["client"],
+            "command": fields["request"]["display"],
+            "until": fields["until"],
+            "expected": fields["expect"]["outcome"],
+        }
+        if fields.get("control"):
+            record["control"] = True
+        observation = observations.get(fields["probe"])
+        if observation is not None and observation.result is not None:
+            record["outcome"] = observation.outcome_text
+            record["attempts"] = observation.attempts
+            converged = observation.converged_after
+            record["convergedAfterSeconds"] = round(converged, 3) if converged is not None else None
+        records.append(record)
+    return records
+
+
+def inherent_adaptations(check: Check) -> list[dict[str, Any]]:
+    """The catalogue's adaptations that hold whenever the check runs (the gateway-hop ones are recorded by
+    the check itself, only when it applies them)."""
+    conditional = {GATEWAY_PLAINTEXT_ADAPTATION, GATEWAY_MTLS_ADAPTATION}
+    return [
+        {"reason": text, "manifests": [], "inherent": True} for text in check.adaptations if text not in conditional
+    ]
 
 
 #: Results that count as a problem for a profile without being a failure.
@@ -135,10 +223,11 @@ class ProfileSummary:
                 "statistics": {r.value: self.count(r) for r in CheckResult},
             },
             "failedChecks": sorted({c.check_id for c in self.checks if c.result is CheckResult.FAILED}),
+            "skippedChecks": sorted({c.check_id for c in self.checks if c.result is CheckResult.SKIPPED}),
             "notPassedChecks": [
-                {"id": c.check_id, "mode": c.mode, "result": c.result.value, "reason": c.reason}
+                {"id": c.check_id, "mode": c.mode, "result": c.result.value, "reason": c.reason or c.result.value}
                 for c in self.checks
-                if c.result not in (CheckResult.PASSED, CheckResult.FAILED)
+                if c.result is not CheckResult.PASSED
             ],
             "checks": [c.as_dict() for c in self.checks],
         }
@@ -169,85 +258,223 @@ def catalogue_gaps(
     return gaps
 
 
-def certifiable(records: Sequence[CheckRecord], settings: Settings, status: RunStatus) -> list[str]:
+@dataclass(frozen=True)
+class Selection:
+    """How the run chose its checks (pytest's ``-m`` and ``-k``)."""
+
+    mark_expression: str = FULL_SUITE_MARKEXPR
+    keyword_expression: str = ""
+
+    def record(self) -> dict[str, Any]:
+        return {"markExpression": self.mark_expression, "keywordExpression": self.keyword_expression or None}
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The run's identity and how it went."""
+
+    run_id: str
+    status: RunStatus = RunStatus.COMPLETED
+    status_reason: str | None = None
+    selection: Selection = field(default_factory=Selection)
+    harness_commit: str | None = None
+    harness_commit_dirty: bool | None = None
+    #: Set when --keep-on-failure stopped the run: the check left in place.
+    kept_for_inspection: str | None = None
+    #: CI facts (GitHub Actions run) when the run happened there.
+    ci: Mapping[str, str] = field(default_factory=dict)
+
+
+def certifiable(
+    records: Sequence[CheckRecord], settings: Settings, status: RunStatus, selection: Selection | None = None
+) -> list[str]:
     """Why the run cannot be handed in for certification (empty when it can)."""
+    selection = selection or Selection()
     reasons: list[str] = []
     if settings.plan:
         reasons.append("plan run: nothing was carried out on a cluster")
     if status is RunStatus.ABORTED:
         reasons.append("the run stopped before its checks ran")
+    if selection.mark_expression.strip() != FULL_SUITE_MARKEXPR:
+        reasons.append(
+            f"narrowed by -m {selection.mark_expression!r}: only `-m {FULL_SUITE_MARKEXPR}` selects the whole suite "
+            "(choose data-plane modes with --mesh-mode)"
+        )
+    if selection.keyword_expression.strip():
+        reasons.append(f"narrowed by -k {selection.keyword_expression!r}")
     if any(r.result is CheckResult.NOT_SELECTED for r in records):
         reasons.append("narrowed run: some implemented checks were not selected (-k / -m / --mesh-mode)")
-    if any(r.result is CheckResult.NOT_IMPLEMENTED and r.core for r in records):
-        reasons.append("some core checks of the catalogue are not implemented")
+    if any(r.result is CheckResult.NOT_RUN for r in records) and status is RunStatus.COMPLETED:
+        reasons.append("some selected checks did not run: the run stopped early")
+    if any(r.result is CheckResult.NOT_IMPLEMENTED for r in records):
+        reasons.append("some checks of the catalogue are not implemented")
     if any(r.result is CheckResult.SKIPPED and r.core for r in records):
         reasons.append("some core checks were skipped")
+    if settings.implementation is None and settings.istio_source is IstioSource.EXISTING:
+        reasons.append("the Istio under test is not described: pass --implementation-file")
     return reasons
+
+
+def implementation_of(settings: Settings, istio_version: str | None) -> Implementation:
+    """The implementation block: the vendor's file, else upstream Istio at the version installed or found."""
+    if settings.implementation is not None:
+        return settings.implementation
+    return upstream_istio(istio_version or "")
 
 
 def build_report(
     records: Iterable[CheckRecord],
     settings: Settings,
     *,
-    istio_version: str | None = None,
-    kubernetes_version: str | None = None,
-    status: RunStatus = RunStatus.COMPLETED,
-    status_reason: str | None = None,
+    environment: RunEnvironment | None = None,
+    run: RunInfo | None = None,
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """The report document. ``istio_version`` is what was installed or detected; None when neither
-    happened (the report then never claims a version)."""
+    """The report document (not yet validated; see :func:`write_report`)."""
+    environment = environment or RunEnvironment()
+    run = run or RunInfo(run_id="unnamed")
     all_records = list(records)
     profiles: dict[str, ProfileSummary] = {}
     for record in all_records:
         profiles.setdefault(record.profile, ProfileSummary(record.profile)).checks.append(record)
-    reasons = certifiable(all_records, settings, status)
-    run: dict[str, Any] = {"status": status.value}
-    if status_reason:
-        run["reason"] = status_reason
-    run["plan"] = settings.plan
-    run["certifiable"] = not reasons
+    reasons = certifiable(all_records, settings, run.status, run.selection)
+    run_section: dict[str, Any] = {"id": run.run_id, "status": run.status.value}
+    if run.status_reason:
+        run_section["reason"] = run.status_reason
+    run_section["plan"] = settings.plan
+    run_section["certifiable"] = not reasons
     if reasons:
-        run["notCertifiableBecause"] = reasons
+        run_section["notCertifiableBecause"] = reasons
+    run_section["selection"] = run.selection.record()
+    run_section["timeoutScale"] = settings.timeout_scale
+    run_section["keepOnFailure"] = settings.keep_on_failure
+    if run.kept_for_inspection:
+        run_section["keptForInspection"] = run.kept_for_inspection
+    if run.ci:
+        run_section["ci"] = dict(run.ci)
+    implementation = implementation_of(settings, environment.istio_version).as_dict()
+    if not implementation["version"]:
+        implementation["version"] = None  # nothing installed or detected: no version is claimed
     return {
         "apiVersion": REPORT_API_VERSION,
         "kind": "ConformanceReport",
+        "implementation": implementation,
         "date": (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds"),
-        "harness": {"name": "egress-conformance", "version": __version__},
-        "run": run,
-        "implementation": {
-            "project": "istio",
-            "version": istio_version,
-            "requestedVersion": settings.istio_version if settings.istio_source.value == "install" else None,
-            "installedBy": "harness" if settings.istio_source.value == "install" else "existing",
+        "harness": {
+            "name": "egress-conformance",
+            "version": __version__,
+            "commit": run.harness_commit,
+            "commitDirty": run.harness_commit_dirty,
         },
-        "cluster": {
+        "run": run_section,
+        "environment": environment_section(settings, environment),
+        "profiles": [profiles[name].as_dict() for name in sorted(profiles)],
+        "deviations": deviations(all_records),
+        "adaptations": [
+            {"id": r.check_id, "mode": r.mode, **adaptation} for r in all_records for adaptation in r.adaptations
+        ],
+        "evidence": evidence_section(all_records),
+    }
+
+
+def environment_section(settings: Settings, environment: RunEnvironment) -> dict[str, Any]:
+    installing = settings.istio_source is IstioSource.INSTALL
+    kind = None
+    if not settings.uses_existing_cluster:
+        kind = {"version": environment.kind_version, "nodeImage": settings.kind_image}
+    return {
+        "observed": not settings.plan,
+        "kubernetes": {
+            "version": environment.kubernetes_version,
             "provider": "existing" if settings.uses_existing_cluster else "kind",
-            "kubernetesVersion": kubernetes_version,
-            "nodeImage": None if settings.uses_existing_cluster else settings.kind_image,
+            "nodes": list(environment.nodes),
+        },
+        "kind": kind,
+        "istio": {
+            "version": environment.istio_version,
+            "requestedVersion": settings.istio_version if installing else None,
+            "installedBy": "harness" if installing else "existing",
+            "installMethod": dict(environment.install_method),
+            "istioctlVersion": environment.istioctl_version,
         },
         "modes": [m.value for m in settings.mesh_modes],
-        "timeoutScale": settings.timeout_scale,
-        "profiles": [profiles[name].as_dict() for name in sorted(profiles)],
+        "dataPlanes": [environment.data_planes[mode].record() for mode in sorted(environment.data_planes)],
+        "errors": list(environment.errors),
     }
 
 
-def write_report(report: dict[str, Any], report_dir: Path) -> Path:
+def deviations(records: Iterable[CheckRecord]) -> list[dict[str, Any]]:
+    """Every check with a documented deviation: what the documentation says, what upstream Istio shows,
+    what this run observed, and why they differ."""
+    found = []
+    for record in records:
+        check = record.check
+        if check is None or not check.deviation:
+            continue
+        observed = [f"{p['id']}: {p['outcome']}" for p in record.probes if p.get("outcome")]
+        observed += [f"{label}: {outcome}" for label, outcome in record.observed.items()]
+        if record.result is CheckResult.FAILED and record.reason:
+            observed.append(record.reason)
+        found.append({
+            "id": record.check_id,
+            "mode": record.mode,
+            "result": record.result.value,
+            "documented": check.documented,
+            "expected": check.expected,
+            "observed": observed,
+            "reason": check.deviation,
+        })  # fmt: skip
+    return found
+
+
+def evidence_section(records: Iterable[CheckRecord]) -> dict[str, Any]:
+    files = []
+    errors = []
+    for record in records:
+        files += [{"id": record.check_id, "mode": record.mode, **item} for item in record.evidence]
+        errors += [{"id": record.check_id, "mode": record.mode, "error": error} for error in record.evidence_errors]
+    return {"directory": "evidence", "files": files, "errors": errors}
+
+
+# ---------------------------------------------------------------------------------------- writing
+
+
+class ReportInvalid(ValueError):
+    """The report breaks its published schema (a harness defect: the report is written all the same)."""
+
+
+@lru_cache(maxsize=1)
+def report_schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(REPORT_SCHEMA.read_text(encoding="utf-8"))
+    return schema
+
+
+def validate_report(document: Mapping[str, Any]) -> None:
+    """Raise ReportInvalid naming every place the document breaks the published schema."""
+    validator = jsonschema.Draft202012Validator(report_schema())
+    problems = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
+    if problems:
+        lines = [f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}" for e in problems[:20]]
+        raise ReportInvalid("the conformance report breaks its schema:\n  " + "\n  ".join(lines))
+
+
+def scrubbed(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The document with every string scrubbed of secrets."""
+    cleaned: dict[str, Any] = json.loads(redaction.scrub(json.dumps(document)))
+    return cleaned
+
+
+def write_report(report: Mapping[str, Any], report_dir: Path) -> tuple[Path, Path]:
+    """Write the report as YAML and JSON (scrubbed); validate it. Returns (yaml path, json path).
+
+    The files are written even when the report breaks its schema (nothing of the run is lost); the
+    ReportInvalid is raised afterwards.
+    """
+    document = scrubbed(report)
     report_dir.mkdir(parents=True, exist_ok=True)
-    path = report_dir / REPORT_FILE
-    path.write_text(yaml.safe_dump(report, sort_keys=False), encoding="utf-8")
-    return path
-
-
-def write_allure_environment(allure_dir: Path, settings: Settings, istio_version: str | None) -> None:
-    """allure-pytest does not write environment.properties itself; the report's header reads it."""
-    allure_dir.mkdir(parents=True, exist_ok=True)
-    lines = {
-        "harness.version": __version__,
-        "istio.version": istio_version or ("planned " + settings.istio_version if settings.plan else "not detected"),
-        "mesh.modes": ",".join(m.value for m in settings.mesh_modes),
-        "cluster": "existing" if settings.uses_existing_cluster else f"kind ({settings.kind_image})",
-        "plan": str(settings.plan).lower(),
-    }
-    text = "".join(f"{key}={value}\n" for key, value in lines.items())
-    (allure_dir / "environment.properties").write_text(text, encoding="utf-8")
+    yaml_path = report_dir / REPORT_FILE
+    json_path = report_dir / REPORT_JSON_FILE
+    yaml_path.write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    json_path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    validate_report(document)
+    return yaml_path, json_path

@@ -32,6 +32,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any
@@ -193,6 +194,12 @@ class CheckRun:
     planned: bool = False
     #: Further facts for the check's report entry, by key (e.g. the config provider that expressed a policy).
     details: dict[str, Any] = field(default_factory=dict)
+    #: The clients and proxies the check involves (by ref), known as soon as its fixtures exist: a failed
+    #: check's evidence (logs, proxy configuration) is collected from them.
+    clients: dict[str, Workload] = field(default_factory=dict)
+    proxies: dict[str, LogSource] = field(default_factory=dict)
+    #: Wall-clock start of the check: proxy logs of a failed check are read from here on.
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 class Step:
@@ -506,6 +513,7 @@ class Client:
     def __init__(self, step: Step, workload: Workload) -> None:
         self._step = step
         self.workload = workload
+        step.run.clients.setdefault(workload.ref, workload)
 
     @property
     def ip(self) -> str:
@@ -598,10 +606,27 @@ class Request:
                 fields["control"] = True
             step._record("probe", **fields)
             observation = runtime.probe(probe_id, workload, request, expectation, until, step.changed_at)
-            for transcript in observation.transcripts[-3:]:
-                evidence.attach_text(transcript, f"{probe_id} curl transcript")
+            evidence.attach_text(probe_transcript(observation, self.documented), f"{probe_id}: {self.documented}")
         step.run.observations.append(observation)
         return observation
+
+
+def probe_transcript(observation: Observation, documented: str) -> str:
+    """The whole story of one probe: what was asked and expected, how it ended, every kept attempt."""
+    lines = [
+        f"# {observation.probe_id} in {observation.client.ref}: {documented}",
+        f"# request: {observation.request.display()}",
+        f"# expected: {observation.expectation} ({observation.until.value})",
+        f"# outcome: {observation.outcome_text}",
+        f"# attempts: {observation.attempts}",
+    ]
+    if observation.converged_after is not None:
+        lines.append(f"# converged {observation.converged_after:.3f}s after the last configuration change")
+    if observation.result is not None:
+        lines.append(f"# final response: {observation.result.summary()}")
+    for index, transcript in enumerate(observation.transcripts, start=1):
+        lines += ["", f"## attempt {observation.attempts - len(observation.transcripts) + index}", transcript]
+    return "\n".join(lines) + "\n"
 
 
 def _with_limits(request: CurlRequest, connect: float, total: float) -> CurlRequest:
@@ -635,6 +660,7 @@ class Proxy:
     def __init__(self, step: Step, source: LogSource) -> None:
         self._step = step
         self.source = source
+        step.run.proxies.setdefault(f"{source.kind.value}:{source.workload}", source)
 
     def log_for(self, observation: Observation, *, sni: str | None = None, by_time: bool = False) -> LogAssertion:
         """The access-log entry of this request: by its correlation token; for a TLS/TCP connection (whose

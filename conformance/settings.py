@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conformance import versions
+from conformance.implementation import Implementation, ImplementationError, load_implementation
 from conformance.timeouts import DEFAULT_TIMEOUTS, TIMEOUT_SCALE_MAX, TIMEOUT_SCALE_MIN, Timeouts
 
 
@@ -110,6 +111,18 @@ OPTIONS: tuple[Option, ...] = (
         "walk the selected checks without a cluster: print what a run would do and write plan.json",
         is_flag=True,
     ),
+    Option(
+        "--implementation-file",
+        "EGRESS_IMPLEMENTATION_FILE",
+        "YAML file describing the Istio under test for the conformance report: organization, project, url, "
+        "version, contact",
+    ),
+    Option(
+        "--keep-on-failure",
+        "EGRESS_KEEP_ON_FAILURE",
+        "stop at the first failed check and leave its resources (and the cluster) in place for inspection",
+        is_flag=True,
+    ),
 )
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -139,6 +152,10 @@ class Settings:
     #: Plan mode: no cluster; every check is walked and recorded, nothing is carried out.
     plan: bool = False
     etp_provider: EtpProvider = EtpProvider.NATIVE
+    #: The vendor's description of the Istio under test (``--implementation-file``); None when not given.
+    implementation: Implementation | None = None
+    #: Stop at the first failed check and leave everything in place for inspection.
+    keep_on_failure: bool = False
 
     @property
     def uses_existing_cluster(self) -> bool:
@@ -227,6 +244,15 @@ class Settings:
                 f"to {TIMEOUT_SCALE_MAX:g}"
             ) from None
 
+        plan = need("plan") == "true"
+        implementation = _implementation(raw.get("implementation_file"))
+        keep_on_failure = need("keep_on_failure") == "true"
+        if keep_on_failure and plan:
+            raise SettingsError(
+                "--keep-on-failure keeps a failed check's resources on the cluster; a --plan run creates none, "
+                "so drop one of them"
+            )
+
         return cls(
             mesh_modes=mesh_modes,
             istio_version=istio_version,
@@ -243,10 +269,12 @@ class Settings:
             cache_dir=Path(need("cache_dir")).expanduser(),
             timeouts=DEFAULT_TIMEOUTS.scaled(timeout_scale),
             timeout_scale=timeout_scale,
-            plan=need("plan") == "true",
             etp_provider=EtpProvider(
                 _choice("--etp-provider", need("etp_provider"), tuple(p.value for p in EtpProvider))
             ),
+            plan=plan,
+            implementation=implementation,
+            keep_on_failure=keep_on_failure,
         )
 
 
@@ -311,6 +339,16 @@ def check_writable_directory(flag: str, path: Path) -> None:
             f"{flag}: {str(path)!r} cannot be created or written: creating a directory in {existing} "
             f"fails ({exc.strerror or exc})"
         ) from None
+
+
+def _implementation(value: str | None) -> Implementation | None:
+    path = _existing_file("--implementation-file", value)
+    if path is None:
+        return None
+    try:
+        return load_implementation(path)
+    except ImplementationError as exc:
+        raise SettingsError(f"--implementation-file: {exc}") from None
 
 
 def _executable(flag: str, value: str | None) -> Path | None:

@@ -188,6 +188,22 @@ def test_keep_cluster_skips_delete_and_says_how_to_reach_it(
     assert f"{kind.path} delete cluster --name {NAME}" in progress_lines.text
 
 
+def test_a_failed_check_kept_for_inspection_keeps_the_cluster(
+    tmp_path: Path, docker: FakeExecutable, kind: FakeExecutable, progress_lines: pytest.LogCaptureFixture
+) -> None:
+    no_clusters(kind)
+    settings = make_settings(tmp_path, kind)
+    decided: list[str | None] = [None]
+
+    with provide_cluster(settings, kept=lambda: decided[0]):
+        # Asked on exit, not on entry: the failure happens while the cluster is in use.
+        decided[0] = "--keep-on-failure: EGW-02 (sidecar) failed"
+
+    assert kind.argvs() == [["get", "clusters"], create_argv(tmp_path, settings)]
+    assert "kept (--keep-on-failure: EGW-02 (sidecar) failed)" in progress_lines.text
+    assert f"{kind.path} delete cluster --name {NAME}" in progress_lines.text
+
+
 def test_reuses_an_existing_cluster_with_reuse_cluster(
     tmp_path: Path, docker: FakeExecutable, kind: FakeExecutable, progress_lines: pytest.LogCaptureFixture
 ) -> None:

@@ -753,3 +753,11 @@ def test_client_file_paths_match_the_secret_keys(rendered: dict[str, list[Docume
         directory, _, key = path.rpartition("/")
         assert directory == external.CLIENT_TLS_DIR
         assert key in secret["data"]
+
+
+def test_provide_external_world_asks_on_exit_whether_to_remove_it(kube: RecordingKube, pki: RunPKI) -> None:
+    keep = [False]
+    with provide_external_world(kube, FAST, pki, remove_on_exit=lambda: not keep[0]):
+        keep[0] = True  # a failed check kept for inspection talks to this world
+    assert kube.deleted == []
+    assert kube.corefile() != KUBEADM_COREFILE

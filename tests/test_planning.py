@@ -16,6 +16,7 @@ from conformance import PROJECT_ROOT
 from conformance.catalogue import CATALOGUE
 from conformance.egress_policy import REPORT_KEY, mapping_record
 from conformance.planning import PlanRuntime, overlay_egress_gateway, planned_host_addresses, validate_plan
+from conformance.redaction import REDACTED
 from conformance.runtime import Dataplane, WorkloadSpec
 from conformance.settings import MeshMode
 from conformance.timeouts import DEFAULT_TIMEOUTS
@@ -76,7 +77,7 @@ def test_no_secret_material_in_the_plan(catalogue_plan: PlanRun) -> None:
     ]
     assert secrets, "the catalogue applies Secrets (MTLS: istio-system/test.client; ETP-02: the test CA)"
     for secret in secrets:
-        assert set(secret.get("data", {}).values()) == {"<redacted>"}
+        assert set(secret.get("data", {}).values()) == {REDACTED}
 
 
 def test_planned_addresses_are_stable() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -213,7 +214,8 @@ def test_conformance_report_lists_every_check(pytester: pytest.Pytester, tmp_pat
     result.assert_outcomes(passed=1, failed=1, skipped=1)
     report = yaml.safe_load((report_dir / "conformance-report.yaml").read_text())
     assert report["kind"] == "ConformanceReport"
-    assert report["cluster"]["provider"] == "existing"
+    assert report["environment"]["kubernetes"]["provider"] == "existing"
+    assert report["environment"]["kind"] is None
     profiles = {p["name"]: p for p in report["profiles"]}
     sidecar = profiles["EGRESS-SIDECAR"]
     assert sidecar["summary"]["result"] == "failure"
@@ -237,6 +239,8 @@ def test_conformance_report_lists_every_check(pytester: pytest.Pytester, tmp_pat
     assert report["run"]["certifiable"] is False
     assert (report_dir / "junit.xml").is_file()
     assert (report_dir / "allure-results" / "environment.properties").is_file()
+    assert (report_dir / "allure-results" / "categories.json").is_file()
+    assert json.loads((report_dir / "conformance-report.json").read_text()) == report
 
 
 def test_plain_pytest_writes_no_report(pytester: pytest.Pytester, tmp_path: Path) -> None:
@@ -312,7 +316,7 @@ def test_a_run_that_stops_early_still_writes_the_report(
     assert "no container engine" in report["run"]["reason"]
     assert report["run"]["certifiable"] is False
     # Nothing was installed or detected: no Istio version is claimed.
-    assert report["implementation"]["version"] is None
+    assert report["environment"]["istio"].get("version") is None
     checks = {c["id"]: c for p in report["profiles"] for c in p["checks"]}
     for check_id in ("EGW-01", "EGW-02", "AMB-X4"):
         assert checks[check_id]["result"] == "not-run"
@@ -352,3 +356,106 @@ def test_checks_needing_the_egress_gateway_skip_when_the_mesh_has_none(pytester:
     result = run(pytester, "-m", "egress", "--plan", "--mesh-mode", "sidecar", "-rs", "-p", "no:junitxml")
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["*the installed Istio has no egress gateway*"])
+
+
+def test_bad_implementation_file_stops_the_run_naming_the_option(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    pytester.makepyfile(test_mix=SCENARIOS)
+    path = tmp_path / "implementation.yaml"
+    path.write_text("organization: example.com\n")
+    result = run(pytester, "-m", "egress", "--plan", "--implementation-file", str(path))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert int(result.ret) == 4
+    result.stderr.fnmatch_lines(["*--implementation-file: implementation.yaml: missing field(s) project, url*"])
+    assert "passed" not in result.stdout.str()
+
+
+KEPT_MESH = """
+import os
+from pathlib import Path
+
+import pytest
+
+from conformance.cluster import ClusterHandle
+from conformance.planning import PlanRuntime
+from conformance.timeouts import DEFAULT_TIMEOUTS
+
+LOG = Path(os.environ["INSTALLER_LOG"])
+
+
+class Installer:
+    istioctl = Path("/nonexistent/istioctl")
+
+    def install(self, mode):
+        LOG.open("a").write(f"install {mode.value}\\n")
+
+    def uninstall(self):
+        LOG.open("a").write("uninstall\\n")
+
+
+class Runtime(PlanRuntime):
+    planning = False
+
+    def collect_failure_evidence(self, run, report_dir):
+        from conformance.failure_evidence import EvidenceCollection
+
+        return EvidenceCollection(run.check.id, self.mode.value, report_dir)
+
+    def cluster_access(self):
+        from conformance.failure_evidence import ClusterAccess
+
+        return ClusterAccess(Path("kubeconfig"), None)
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    return ClusterHandle("kind-x", Path("kubeconfig"), "kind-x", created=True, managed=True)
+
+
+@pytest.fixture(scope="session")
+def kube():
+    return object()
+
+
+@pytest.fixture(scope="session")
+def istio_installer():
+    return Installer()
+
+
+@pytest.fixture(scope="session")
+def runtime(mesh):
+    return Runtime(mesh.mode, DEFAULT_TIMEOUTS)
+"""
+
+KEPT_CHECKS = """
+from conformance.catalogue import check
+
+
+@check("EGW-01")
+def test_fails(step):
+    assert False, "the mesh let it through"
+
+
+@check("EGW-02")
+def test_after(step):
+    pass
+"""
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_keep_on_failure_leaves_istio_installed_and_stops(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, keep: bool
+) -> None:
+    log = tmp_path / "installer.log"
+    monkeypatch.setenv("INSTALLER_LOG", str(log))
+    pytester.makeconftest(KEPT_MESH)
+    pytester.makepyfile(test_kept=KEPT_CHECKS)
+    args = ["-m", "egress", "--kubeconfig", str(kubeconfig_file(tmp_path)), "--mesh-mode", "sidecar",
+            f"--report-dir={tmp_path / 'reports'}", "-p", "no:junitxml"]  # fmt: skip
+    result = run(pytester, *args, *(["--keep-on-failure"] if keep else []))
+    if keep:
+        result.assert_outcomes(failed=1)
+        assert log.read_text().splitlines() == ["install sidecar"]
+        result.stdout.fnmatch_lines(["*kept for inspection (--keep-on-failure)*", "*EGW-01 (sidecar) failed*"])
+    else:
+        result.assert_outcomes(failed=1, passed=1)
+        assert log.read_text().splitlines() == ["install sidecar", "uninstall"]

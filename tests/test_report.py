@@ -1,15 +1,41 @@
-"""Profile verdicts: a skip makes a profile partial, never a success; a failure makes it a failure."""
+"""Profile verdicts, the report header, certifiability, and the published schema."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+from dataclasses import replace
+from pathlib import Path
 
-from conformance.report import CheckRecord, CheckResult, ProfileResult, ProfileSummary, build_report
-from conformance.settings import Settings
+import jsonschema
+import pytest
+import yaml
+
+from conformance.environment import DataPlaneFacts, RunEnvironment, RunningImage
+from conformance.implementation import Implementation
+from conformance.report import (
+    REPORT_SCHEMA,
+    CheckRecord,
+    CheckResult,
+    ProfileResult,
+    ProfileSummary,
+    ReportInvalid,
+    RunInfo,
+    RunStatus,
+    Selection,
+    build_report,
+    certifiable,
+    validate_report,
+    write_report,
+)
+from conformance.settings import IstioSource, Settings
+
+NOW = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
 
 
-def record(check_id: str, result: CheckResult, profile: str = "EGRESS-SIDECAR") -> CheckRecord:
-    return CheckRecord(check_id, f"scenarios/x.py::{check_id}", profile, "sidecar", result)
+def record(check_id: str, result: CheckResult, profile: str = "EGRESS-SIDECAR", **extra: object) -> CheckRecord:
+    reason = None if result is CheckResult.PASSED else f"{result.value} for a reason"
+    return CheckRecord(check_id, f"scenarios/x.py::{check_id}", profile, "sidecar", result, reason, **extra)  # type: ignore[arg-type]
 
 
 def test_verdicts() -> None:
@@ -25,19 +51,125 @@ def test_verdicts() -> None:
     assert ProfileSummary("P", []).result is ProfileResult.PARTIAL
 
 
-def test_report_header_names_versions_and_cluster() -> None:
-    now = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
-    report = build_report([record("EGW-01", CheckResult.PASSED)], Settings(), kubernetes_version="v1.35.0", now=now)
+def test_report_header_names_versions_and_environment() -> None:
+    environment = RunEnvironment(kubernetes_version="v1.35.0")
+    report = build_report([record("EGW-01", CheckResult.PASSED)], Settings(), environment=environment, now=NOW)
+    validate_report(report)
     assert report["date"] == "2026-11-22T00:00:00+00:00"
-    assert report["implementation"] == {
-        "project": "istio",
-        # Nothing was installed or detected: the report claims no version, only the requested one.
-        "version": None,
-        "requestedVersion": "1.30.3",
-        "installedBy": "harness",
-    }
-    assert report["cluster"]["provider"] == "kind"
-    assert report["cluster"]["kubernetesVersion"] == "v1.35.0"
-    assert report["cluster"]["nodeImage"].startswith("kindest/node:v1.35.0@sha256:")
+    # The harness installs upstream Istio: it describes it, but claims no version it has not installed.
+    assert report["implementation"]["project"] == "istio"
+    assert report["implementation"]["version"] is None
+    istio = report["environment"]["istio"]
+    assert (istio["requestedVersion"], istio["installedBy"]) == ("1.30.3", "harness")
+    assert report["environment"]["kubernetes"] == {"version": "v1.35.0", "provider": "kind", "nodes": []}
+    assert report["environment"]["kind"]["nodeImage"].startswith("kindest/node:v1.35.0@sha256:")
     statistics = report["profiles"][0]["summary"]["statistics"]
     assert (statistics["passed"], statistics["failed"], statistics["skipped"]) == (1, 0, 0)
+
+
+def test_implementation_file_describes_the_implementation() -> None:
+    vendor = Implementation("example.com", "example-mesh", "https://example.com/mesh", "2.4.1",
+                            ("@example/mesh",), "implementation.yaml")  # fmt: skip
+    settings = replace(Settings(), implementation=vendor, istio_source=IstioSource.EXISTING)
+    environment = RunEnvironment(istio_version="1.30.3")
+    report = build_report([record("EGW-01", CheckResult.PASSED)], settings, environment=environment, now=NOW)
+    assert report["implementation"] == {
+        "organization": "example.com", "project": "example-mesh", "url": "https://example.com/mesh",
+        "version": "2.4.1", "contact": ["@example/mesh"], "source": "implementation.yaml",
+    }  # fmt: skip
+    # What was found in the cluster stays beside what the vendor claims.
+    assert report["environment"]["istio"]["version"] == "1.30.3"
+    assert report["environment"]["istio"]["installedBy"] == "existing"
+
+
+def test_every_non_passed_check_carries_its_reason() -> None:
+    records = [record("EGW-01", CheckResult.PASSED), record("EGW-02", CheckResult.FAILED),
+               record("EGW-03", CheckResult.SKIPPED), record("NSD-01", CheckResult.NOT_IMPLEMENTED)]  # fmt: skip
+    (profile,) = build_report(records, Settings(), now=NOW)["profiles"]
+    assert [(c["id"], c["reason"]) for c in profile["notPassedChecks"]] == [
+        ("EGW-02", "failed for a reason"),
+        ("EGW-03", "skipped for a reason"),
+        ("NSD-01", "not-implemented for a reason"),
+    ]
+    assert profile["failedChecks"] == ["EGW-02"]
+    assert profile["skippedChecks"] == ["EGW-03"]
+
+
+@pytest.mark.parametrize(
+    "settings, status, selection, records, expected",
+    [
+        (replace(Settings(), plan=True), RunStatus.COMPLETED, Selection(), [], "plan run"),
+        (Settings(), RunStatus.ABORTED, Selection(), [], "the run stopped before its checks ran"),
+        (Settings(), RunStatus.COMPLETED, Selection("egress and sidecar"), [], "narrowed by -m 'egress and sidecar'"),
+        (Settings(), RunStatus.COMPLETED, Selection("egress", "EGW-04"), [], "narrowed by -k 'EGW-04'"),
+        (Settings(), RunStatus.COMPLETED, Selection(), [record("AMB-X1", CheckResult.NOT_IMPLEMENTED)],
+         "some checks of the catalogue are not implemented"),
+        (Settings(), RunStatus.COMPLETED, Selection(), [record("EGW-01", CheckResult.NOT_RUN)],
+         "the run stopped early"),
+        (replace(Settings(), istio_source=IstioSource.EXISTING), RunStatus.COMPLETED, Selection(), [],
+         "pass --implementation-file"),
+    ],
+)  # fmt: skip
+def test_not_certifiable_with_the_reason(
+    settings: Settings, status: RunStatus, selection: Selection, records: list[CheckRecord], expected: str
+) -> None:
+    reasons = certifiable(records, settings, status, selection)
+    assert any(expected in reason for reason in reasons), reasons
+
+
+def test_a_complete_run_is_certifiable_even_when_a_check_failed() -> None:
+    records = [record("EGW-01", CheckResult.PASSED), record("EGW-02", CheckResult.FAILED)]
+    assert certifiable(records, Settings(), RunStatus.COMPLETED, Selection()) == []
+    report = build_report(records, Settings(), run=RunInfo("r1"), now=NOW)
+    assert report["run"]["certifiable"] is True and "notCertifiableBecause" not in report["run"]
+    validate_report(report)
+
+
+def test_environment_reports_the_image_ids_the_kubelet_runs() -> None:
+    image = RunningImage("docker.io/istio/proxyv2:1.30.3", "docker.io/istio/proxyv2@sha256:" + "a" * 64,
+                         {"istio-system"}, {"istio-proxy"})  # fmt: skip
+    environment = RunEnvironment(data_planes={"sidecar": DataPlaneFacts("sidecar", {"plugins": ["kindnet"],
+                                                                                   "istioCni": False},
+                                                                        [image], ["istio-system"])})  # fmt: skip
+    report = build_report([record("EGW-01", CheckResult.PASSED)], Settings(), environment=environment, now=NOW)
+    validate_report(report)
+    (plane,) = report["environment"]["dataPlanes"]
+    assert plane["images"][0]["digest"] == "sha256:" + "a" * 64
+    assert plane["cni"] == {"plugins": ["kindnet"], "istioCni": False}
+
+
+def test_schema_refuses_what_the_report_must_not_say() -> None:
+    report = build_report([record("EGW-02", CheckResult.FAILED)], Settings(), now=NOW)
+    validate_report(report)
+    broken = json.loads(json.dumps(report))
+    del broken["profiles"][0]["checks"][0]["reason"]
+    with pytest.raises(ReportInvalid, match="'reason' is a required property"):
+        validate_report(broken)
+    claims = json.loads(json.dumps(report))
+    claims["run"]["certifiable"] = False  # without saying why
+    with pytest.raises(ReportInvalid, match="notCertifiableBecause"):
+        validate_report(claims)
+    evidence = json.loads(json.dumps(report))
+    bad_file = {"path": "evidence/x/y.log", "what": "log", "sha256": "not-a-digest", "bytes": 1, "truncated": False}
+    evidence["evidence"]["files"].append({"id": "EGW-02", "mode": "sidecar", **bad_file})
+    with pytest.raises(ReportInvalid, match="sha256"):
+        validate_report(evidence)
+
+
+def test_written_report_is_yaml_and_json_of_the_same_document(tmp_path: Path) -> None:
+    report = build_report([record("EGW-01", CheckResult.PASSED)], Settings(), now=NOW)
+    yaml_path, json_path = write_report(report, tmp_path)
+    assert yaml.safe_load(yaml_path.read_text()) == json.loads(json_path.read_text()) == report
+
+
+def test_published_schema_is_itself_valid() -> None:
+    jsonschema.Draft202012Validator.check_schema(json.loads(REPORT_SCHEMA.read_text()))
+
+
+def test_inherent_adaptations_are_the_unconditional_ones() -> None:
+    from conformance.catalogue import GATEWAY_MTLS_ADAPTATION, TEST_CA_ADAPTATION, lookup
+    from conformance.report import inherent_adaptations
+
+    reasons = [a["reason"] for a in inherent_adaptations(lookup("ETP-02"))]
+    assert reasons == [TEST_CA_ADAPTATION] and GATEWAY_MTLS_ADAPTATION in lookup("ETP-02").adaptations
+    assert inherent_adaptations(lookup("EGW-04")) == []

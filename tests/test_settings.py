@@ -169,3 +169,58 @@ def test_kubeconfig_that_is_not_yaml(tmp_path: Path) -> None:
 def test_keep_or_reuse_make_no_sense_with_an_existing_cluster(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="nothing is created or deleted"):
         build(cli={"kubeconfig": str(kubeconfig(tmp_path)), "keep_cluster": True})
+
+
+IMPLEMENTATION = """\
+organization: example.com
+project: example-mesh
+url: https://example.com/mesh
+version: "2.4.1"
+contact: ["@example/mesh-maintainers"]
+"""
+
+
+def test_implementation_file_from_option_or_environment(tmp_path: Path) -> None:
+    path = tmp_path / "implementation.yaml"
+    path.write_text(IMPLEMENTATION)
+    from_cli = build(cli={"implementation_file": str(path)}).implementation
+    assert from_cli is not None
+    assert (from_cli.organization, from_cli.project, from_cli.version) == ("example.com", "example-mesh", "2.4.1")
+    assert from_cli.contact == ("@example/mesh-maintainers",)
+    assert build(env={"EGRESS_IMPLEMENTATION_FILE": str(path)}).implementation == from_cli
+    assert build().implementation is None
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (IMPLEMENTATION.replace('version: "2.4.1"', "version: 2.4"), r"version must be a non-empty string \(quote it"),
+        (
+            IMPLEMENTATION.replace('contact: ["@example/mesh-maintainers"]', "contact: []"),
+            "contact must be a non-empty",
+        ),
+        (IMPLEMENTATION.replace("url: https://example.com/mesh", "url: example.com"), "is not an http"),
+        (IMPLEMENTATION.replace("organization: example.com\n", ""), "missing field.*organization"),
+        (IMPLEMENTATION + "vendor: x\n", "unknown field.*vendor"),
+        ("- a list\n", "must be a mapping"),
+        ("organization: [unclosed\n", "is not YAML"),
+    ],
+)
+def test_bad_implementation_file_names_the_option(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "implementation.yaml"
+    path.write_text(text)
+    with pytest.raises(SettingsError, match=r"^--implementation-file: .*" + message):
+        build(cli={"implementation_file": str(path)})
+
+
+def test_missing_implementation_file_names_the_option() -> None:
+    with pytest.raises(SettingsError, match=r"--implementation-file: '/nonexistent.yaml' does not exist"):
+        build(env={"EGRESS_IMPLEMENTATION_FILE": "/nonexistent.yaml"})
+
+
+def test_keep_on_failure_from_option_or_environment_and_not_with_a_plan() -> None:
+    assert not build().keep_on_failure
+    assert build(cli={"keep_on_failure": True}).keep_on_failure
+    assert build(env={"EGRESS_KEEP_ON_FAILURE": "1"}).keep_on_failure
+    with pytest.raises(SettingsError, match=r"--keep-on-failure .* a --plan run creates none"):
+        build(cli={"keep_on_failure": True, "plan": True})

@@ -175,11 +175,13 @@ def parse_help(tool: str, path: str, text: str) -> Command:
     if not flags or usage is None:
         raise ValueError(f"{prefix!r}: no flags or no usage line found; is this cobra's --help output?")
     arguments = usage.removeprefix(prefix).replace("[flags]", "")
+    # Optional parts ([IMAGE...], [<type>/], [.<namespace>]) name no required argument.
+    required = re.sub(r"\[[^\]]*\]", "", arguments)
     return {
         "flags": flags,
         "shorthands": shorthands,
         "takes_arguments": bool(arguments.strip()),
-        "required_arguments": len(re.findall(r"(?<!\[)<[^>]+>", arguments)),
+        "required_arguments": len(re.findall(r"<[^>]+>", required)),
     }
 
 
@@ -200,6 +202,10 @@ def load_spec(name: str) -> CliSpec:
         with open(os.path.join(directory, help_file), encoding="utf-8") as handle:
             text = handle.read()
         commands[path] = parse_help(tool, path, text)
+        # Where the usage line and the command's own argument check disagree, the recorded check wins.
+        override = meta.get("required_arguments", {}).get(path)
+        if override is not None:
+            commands[path]["required_arguments"] = int(override["count"])
         parent = path.rsplit(" ", 1)[0] if " " in path else ""
         for alias in _aliases(text):
             commands.setdefault(f"{parent} {alias}".strip(), commands[path])

@@ -1,0 +1,261 @@
+"""The report collector: a pytest plugin that records every e2e check's result and, at the end of the
+session, writes the conformance report (YAML and JSON), its Markdown summary and the Allure results
+directory's own files, then scrubs every report file of secrets once more.
+
+Each check's record takes its result and reason from pytest's reports, and from the check's run
+(``conformance.scenario.CheckRun``) its adaptations, observed outcomes and probes with their convergence
+times, and — when it failed — its evidence files (``conformance.failures``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance import PROJECT_ROOT, evidence, progress, redaction, summary
+from conformance.environment import RunEnvironment, git_commit
+from conformance.failures import EVIDENCE_KEY
+from conformance.fixtures import CHECK_RUN_KEY, ENVIRONMENT_KEY, PLAN_KEY
+from conformance.keep import kept
+from conformance.report import (
+    PROFILE_MARKERS,
+    UNPROFILED,
+    CheckRecord,
+    CheckResult,
+    ReportInvalid,
+    RunInfo,
+    RunStatus,
+    Selection,
+    build_report,
+    catalogue_gaps,
+    inherent_adaptations,
+    probe_records,
+    scrubbed,
+    write_report,
+)
+from conformance.settings import Settings
+
+PLANNED_REASON = "planned: a plan run walks the check without carrying anything out"
+
+
+class ReportCollector:
+    """Records every e2e check's result (ID, mode, profile, reason, probes, evidence) and writes the report,
+    its summary and the Allure results directory's own files at the end."""
+
+    def __init__(self, settings: Settings, config: pytest.Config) -> None:
+        self.settings = settings
+        self.config = config
+        self.records: dict[str, CheckRecord] = {}
+        self.items: dict[str, pytest.Item] = {}
+        self.implemented: set[str] = set()
+        self.status = RunStatus.COMPLETED
+        self.status_reason: str | None = None
+        self.run_id = new_run_id()
+        self.selection = Selection(
+            mark_expression=str(config.getoption("markexpr", "") or ""),
+            keyword_expression=str(config.getoption("keyword", "") or ""),
+        )
+
+    @property
+    def environment(self) -> RunEnvironment:
+        return self.config.stash.setdefault(ENVIRONMENT_KEY, RunEnvironment())
+
+    def abort(self, reason: str, selected: Sequence[pytest.Item] = ()) -> None:
+        """The run stops before (some of) its checks: every selected check without a result is not run."""
+        self.status = RunStatus.ABORTED
+        self.status_reason = reason
+        for item in selected:
+            if item.get_closest_marker("egress"):
+                self.records.setdefault(item.nodeid, _record_for(item))
+        for record in self.records.values():
+            if record.result is CheckResult.NOT_RUN:
+                record.reason = f"not run: {reason}"
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        record = self.records.get(report.nodeid)
+        if record is None:
+            return
+        record.duration += report.duration
+        if report.skipped:
+            record.result = CheckResult.SKIPPED
+            record.reason = _skip_reason(report)
+        elif report.failed:
+            record.result = CheckResult.FAILED
+            record.reason = f"{report.when} failed: {_failure_summary(report)}"
+        elif report.when == "call" and record.result is not CheckResult.FAILED:
+            record.result = CheckResult.PLANNED if self.settings.plan else CheckResult.PASSED
+            record.reason = PLANNED_REASON if self.settings.plan else None
+        if report.when == "teardown":
+            item = self.items.get(report.nodeid)
+            if item is not None:
+                _add_run_details(record, item)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        # Before -k / -m deselect anything: every check that has a test.
+        for item in items:
+            marker = item.get_closest_marker("check")
+            if marker is not None and marker.args:
+                self.implemented.add(str(marker.args[0]))
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        for item in session.items:
+            if item.get_closest_marker("egress"):
+                self.records.setdefault(item.nodeid, _record_for(item))
+                self.items[item.nodeid] = item
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not self.records and self.status is RunStatus.COMPLETED:
+            return
+        records = list(self.records.values())
+        records += catalogue_gaps(records, self.implemented)
+        commit, dirty = git_commit(PROJECT_ROOT)
+        failure = kept(session.config)
+        run = RunInfo(
+            run_id=self.run_id,
+            status=self.status,
+            status_reason=self.status_reason,
+            selection=self.selection,
+            harness_commit=commit,
+            harness_commit_dirty=dirty,
+            kept_for_inspection=failure.reason if failure is not None else None,
+            ci=ci_facts(),
+        )
+        report = scrubbed(build_report(records, self.settings, environment=self.environment, run=run))
+        report_dir = self.settings.report_dir
+        try:
+            yaml_path, json_path = write_report(report, report_dir)
+        except ReportInvalid as exc:
+            progress.info(f"conformance report written to {report_dir}, but it is invalid: {exc}")
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        else:
+            progress.info(f"conformance report written to {yaml_path} and {json_path.name}")
+        summary_path = summary.write_summary(report, report_dir)
+        progress.info(f"summary written to {summary_path}")
+        allure_dir = getattr(session.config.option, "allure_report_dir", None)
+        if allure_dir:
+            evidence.write_environment_properties(Path(allure_dir), allure_environment(report))
+            evidence.write_categories(Path(allure_dir))
+        plan = session.config.stash.get(PLAN_KEY, None)
+        if plan is not None:
+            plan_path = plan.write(report_dir)
+            progress.info(f"plan written to {plan_path}")
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        # The last word on secrets: what other plugins wrote (JUnit, Allure's result files) is scrubbed too.
+        places = {self.settings.report_dir}
+        allure_dir = getattr(config.option, "allure_report_dir", None)
+        if allure_dir:
+            places.add(Path(allure_dir))
+        for place in places:
+            for path in redaction.scrub_tree(place):
+                progress.info(f"secret material scrubbed from {path}")
+
+
+def _add_run_details(record: CheckRecord, item: pytest.Item) -> None:
+    """What the check's run recorded: adaptations, observed outcomes, probes, failure evidence."""
+    run = item.stash.get(CHECK_RUN_KEY, None)
+    if run is not None:
+        record.adaptations = [a.record() for a in run.adaptations]
+        if record.result in (CheckResult.PASSED, CheckResult.FAILED):
+            record.adaptations += inherent_adaptations(run.check)
+        record.observed = dict(run.observed)
+        record.probes = probe_records(run)
+        record.details = dict(run.details)
+    collection = item.stash.get(EVIDENCE_KEY, None)
+    if collection is not None:
+        record.evidence = [f.record() for f in collection.files]
+        record.evidence_errors = list(collection.errors)
+
+
+def new_run_id() -> str:
+    """Sortable and unique: the UTC start time and a random suffix."""
+    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+
+
+#: GitHub Actions facts recorded in the report when the run happens there (none of them secret).
+_CI_VARIABLES = {
+    "repository": "GITHUB_REPOSITORY",
+    "workflow": "GITHUB_WORKFLOW",
+    "runId": "GITHUB_RUN_ID",
+    "runAttempt": "GITHUB_RUN_ATTEMPT",
+    "sha": "GITHUB_SHA",
+    "ref": "GITHUB_REF",
+}
+
+
+def ci_facts(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = os.environ if environ is None else environ
+    if env.get("GITHUB_ACTIONS") != "true":
+        return {}
+    facts = {"provider": "github-actions"}
+    facts.update({key: env[name] for key, name in _CI_VARIABLES.items() if env.get(name)})
+    return facts
+
+
+def allure_environment(report: Mapping[str, Any]) -> dict[str, str]:
+    """The Allure report's header: what ran, where, on which versions."""
+    environment = report["environment"]
+    istio = environment["istio"]
+    planes = environment["dataPlanes"]
+    cni = sorted({p for plane in planes if plane["cni"] for p in plane["cni"]["plugins"]})
+    properties = {
+        "run.id": report["run"]["id"],
+        "run.plan": str(report["run"]["plan"]).lower(),
+        "run.certifiable": str(report["run"]["certifiable"]).lower(),
+        "implementation": f"{report['implementation']['organization']}/{report['implementation']['project']} "
+        f"{report['implementation']['version'] or '(version unknown)'}",
+        "harness.version": report["harness"]["version"],
+        "harness.commit": report["harness"]["commit"] or "unknown",
+        "kubernetes.version": environment["kubernetes"]["version"] or "not observed",
+        "kubernetes.provider": environment["kubernetes"]["provider"],
+        "istio.version": istio["version"] or (f"planned {istio['requestedVersion']}" if report["run"]["plan"]
+                                              else "not detected"),
+        "istio.installedBy": istio["installedBy"],
+        "mesh.modes": ",".join(environment["modes"]),
+        "cni": ",".join(cni) or "not observed",
+    }  # fmt: skip
+    if environment["kind"] is not None:
+        properties["kind.nodeImage"] = environment["kind"]["nodeImage"]
+        properties["kind.version"] = environment["kind"]["version"] or "unknown"
+    for mode, method in istio["installMethod"].items():
+        properties[f"istio.install.{mode}"] = method
+    return properties
+
+
+def _record_for(item: pytest.Item) -> CheckRecord:
+    check = item.get_closest_marker("check")
+    check_id = str(check.args[0]) if check and check.args else item.name
+    profile = next((name for marker, name in PROFILE_MARKERS.items() if item.get_closest_marker(marker)), UNPROFILED)
+    callspec = getattr(item, "callspec", None)
+    mode = callspec.params.get("mesh") if callspec is not None else None
+    return CheckRecord(
+        check_id=check_id,
+        nodeid=item.nodeid,
+        profile=profile,
+        mode=getattr(mode, "value", None),
+        # Until a phase reports, a collected check counts as not run: never as passed.
+        result=CheckResult.NOT_RUN,
+        reason="not run",
+    )
+
+
+def _failure_summary(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    message = str(getattr(crash, "message", "") or report.longreprtext or "")
+    first = message.strip().splitlines()[0] if message.strip() else "see the test output"
+    return first[:300]
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
