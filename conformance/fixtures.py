@@ -19,12 +19,15 @@ from conformance import evidence
 from conformance.actions import CheckActions
 from conformance.catalogue import Check, lookup
 from conformance.runtime import Runtime, WorkloadSpec
-from conformance.scenario import CheckRun, Client, EgressGateway, Step
+from conformance.scenario import CheckRun, Client, EgressGateway, Step, Waypoint
 from conformance.settings import MeshMode, Settings
 from conformance.workloads import FRONTEND_SLEEP, FRONTEND_SLEEP_WITHOUT_SIDECAR, NGINX, SLEEP, SLEEP_A
 
 CHECK_RUN_KEY = pytest.StashKey[CheckRun]()
 PLAN_KEY = pytest.StashKey[Any]()
+#: The egress waypoint of seed 000: Gateway ``waypoint`` in the egress namespace ``istio-egress``.
+EGRESS_WAYPOINT_NAMESPACE = "istio-egress"
+EGRESS_WAYPOINT_NAME = "waypoint"
 
 
 def check_of(item: pytest.Item) -> Check | None:
@@ -126,3 +129,19 @@ def egress_gateway(step: Step, runtime: Runtime) -> EgressGateway:
             "pods labelled istio=egressgateway); this check routes through it"
         )
     return EgressGateway(step, info)
+
+
+def egress_waypoint(step: Step, mode: MeshMode) -> Waypoint:
+    """The egress waypoint whose log a check reads; the check itself creates it. Skips outside ambient."""
+    if mode is not MeshMode.AMBIENT:
+        pytest.skip(
+            f"the egress waypoint {EGRESS_WAYPOINT_NAMESPACE}/{EGRESS_WAYPOINT_NAME} belongs to the ambient data "
+            f"plane; this check runs on the {mode.value} data plane"
+        )
+    return Waypoint(step, EGRESS_WAYPOINT_NAMESPACE, EGRESS_WAYPOINT_NAME)
+
+
+@pytest.fixture
+def waypoint(step: Step, runtime: Runtime) -> Waypoint:
+    """The egress waypoint ``istio-egress/waypoint`` (seed 000): its access log."""
+    return egress_waypoint(step, runtime.mode)
