@@ -14,7 +14,8 @@ import pytest
 from conformance import PROJECT_ROOT
 from conformance.catalogue import CATALOGUE
 from conformance.planning import overlay_egress_gateway, planned_host_addresses, validate_plan
-from tests.plan_run import PlanRun
+from conformance.settings import MeshMode
+from tests.plan_run import PlanRun, run_plan
 
 GOLDEN = PROJECT_ROOT / "tests" / "data" / "golden" / "plan"
 #: Set to rewrite the golden files from the current plan (then review the diff before committing).
@@ -60,11 +61,17 @@ def test_plan_prints_each_step_in_order(catalogue_plan: PlanRun) -> None:
 def test_no_secret_material_in_the_plan(catalogue_plan: PlanRun) -> None:
     text = (catalogue_plan.report_dir / "plan.json").read_text(encoding="utf-8")
     assert "PRIVATE KEY" not in text
-    for check in catalogue_plan.plan["checks"]:
-        for action in check["actions"]:
-            for resource in action.get("resources", []):
-                if resource.get("kind") == "Secret":
-                    assert set(resource.get("data", {}).values()) == {"<redacted>"}
+    applied_secrets = [
+        resource
+        for check in catalogue_plan.plan["checks"]
+        for action in check["actions"]
+        if action["type"] == "apply"
+        for resource in action["resources"]
+        if resource["kind"] == "Secret"
+    ]
+    assert applied_secrets, "no planned check applies a Secret: this test would prove nothing"
+    for secret in applied_secrets:
+        assert set(secret["data"].values()) == {"<redacted>"}
 
 
 def test_planned_addresses_are_stable() -> None:
@@ -96,7 +103,34 @@ def test_plan_of_check_matches_reviewed_golden_file(catalogue_plan: PlanRun, gol
 
 
 def test_golden_files_exist_for_the_reviewed_checks() -> None:
-    assert {p.stem for p in golden_files()} >= {"EGW-04.sidecar"}
+    assert {p.stem for p in golden_files()} >= {"EGW-04.sidecar", "AMB-03.ambient", "AMB-04.ambient"}
+
+
+def test_ambient_plan_runs_every_ambient_check_and_reports_the_one_that_does_not_apply(tmp_path: Path) -> None:
+    result = run_plan(tmp_path, "--mesh-mode", "ambient")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    ambient = [c for c in CATALOGUE.values() if MeshMode.AMBIENT in c.modes]
+    assert {c["id"] for c in result.plan["checks"] if c["profile"] == "EGRESS-AMBIENT"} == {
+        c.id for c in ambient if not c.not_applicable
+    }
+    assert all(c["mode"] == "ambient" for c in result.plan["checks"])
+    (profile,) = [p for p in result.report["profiles"] if p["name"] == "EGRESS-AMBIENT"]
+    x4 = next(c for c in profile["checks"] if c["id"] == "AMB-X4")
+    assert x4["result"] == "not-applicable"
+    assert "outboundTrafficPolicy" in x4["reason"] and "AMB-02" in x4["reason"]
+
+
+def test_collect_only_ambient_lists_exactly_the_ambient_checks() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EGRESS_")}
+    env["PATH"] = str(Path(sys.executable).parent)
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "egress and ambient", "-p", "no:cacheprovider"],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    collected = {line for line in completed.stdout.splitlines() if "::" in line}
+    assert len(collected) == 7
+    assert all(line.startswith("scenarios/test_ambient.py::") and line.endswith("[ambient]") for line in collected)
 
 
 def test_collect_only_selects_one_check_by_id_without_a_cluster(tmp_path: Path) -> None:
