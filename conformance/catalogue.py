@@ -286,6 +286,8 @@ _CHECKS: tuple[Check, ...] = (
              "(ambient equivalent of NSD-04: 403 with server: envoy)",
              "http(403) with server: istio-envoy for default/sleep's documented request to aliyun.com; the "
              "waypoint logs response_code 403 with the policy's rbac_access_denied_matched_policy details",
+             deviation="seed 004 shows server: envoy on the denial; an upstream waypoint answers with server: "
+             "istio-envoy (the server name Istio gives its inbound and gateway listeners)",
              tier=Tier.EXTENDED),
     _ambient("AMB-X2", "A DENY for POST at the egress waypoint", "AMB-X", None,
              "(ambient equivalent of ETP-05: POST RBAC: access denied, GET allowed)",
