@@ -18,7 +18,7 @@ purpose, e.g. a pitfall the seed demonstrates):
 - ``subset-defined``: a route's subset is defined by the DestinationRule istiod picks for that client and
   host (client namespace first, then the host's namespace, then the root namespace, each as exported).
 - ``credential-secret``: a ``credentialName`` Secret exists where the proxy reads it: the gateway's
-  namespace, or the DestinationRule's own for one with a workloadSelector.
+  namespace (in ambient mode each waypoint's), or the DestinationRule's own for one with a workloadSelector.
 - ``service-entry-resolution``: a ServiceEntry a gateway routes to resolves by DNS or is STATIC; with
   NONE the gateway forwards to the original destination of its own downstream connection, itself.
 - ``authorization-selector``: an AuthorizationPolicy's selector matches the egress gateway as installed
@@ -43,6 +43,9 @@ CLUSTER_DOMAIN = "cluster.local"
 #: Resolutions that give the gateway an address of the host's own instead of the connection's destination.
 RESOLVING = frozenset({"DNS", "DNS_ROUND_ROBIN", "STATIC"})
 ISTIO_NETWORKING = "networking.istio.io"
+GATEWAY_API = "gateway.networking.k8s.io"
+#: The GatewayClass of Istio's waypoints (ambient mode).
+WAYPOINT_CLASS = "istio-waypoint"
 ISTIO_SECURITY = "security.istio.io"
 
 
@@ -283,13 +286,15 @@ class Context:
     gateway_labels: Mapping[str, str]
     root_namespace: str
     workloads: Mapping[str, Mapping[str, Any]]
+    #: The check's data-plane mode: in ambient mode a waypoint, not the egress gateway, originates TLS.
+    mode: str = "sidecar"
 
     @classmethod
     def of(cls, plan: Mapping[str, Any], check: Mapping[str, Any]) -> Context:
         gateway = plan["egressGateway"]
         root = str((plan.get("meshConfig") or {}).get("rootNamespace") or DEFAULT_ROOT_NAMESPACE)
         workloads = {str(w["ref"]): w for w in check.get("workloads") or []}
-        return cls(str(gateway["namespace"]), dict(gateway["podLabels"]), root, workloads)
+        return cls(str(gateway["namespace"]), dict(gateway["podLabels"]), root, workloads, str(check["mode"]))
 
 
 def _selects(selector: Mapping[str, Any], labels: Mapping[str, Any]) -> bool:
@@ -343,10 +348,23 @@ def _tls_settings(dr: Document) -> Iterator[Mapping[str, Any]]:
 
 def _credential_secret(config: Configuration, context: Context, client: Mapping[str, Any] | None) -> Iterator[str]:
     wanted: list[tuple[Document, str, str]] = []
+    # In ambient mode the waypoints originate TLS, each reading Secrets in its own namespace.
+    waypoints = sorted(
+        {
+            _namespace(g)
+            for g in config.of_kind(GATEWAY_API, "Gateway")
+            if _spec(g).get("gatewayClassName") == WAYPOINT_CLASS
+        }
+    )
     for dr in config.of_kind(ISTIO_NETWORKING, "DestinationRule"):
-        namespace = _namespace(dr) if _spec(dr).get("workloadSelector") else context.gateway_namespace
+        if _spec(dr).get("workloadSelector"):
+            readers = [_namespace(dr)]
+        elif context.mode == "ambient":
+            readers = waypoints
+        else:
+            readers = [context.gateway_namespace]
         names = [str(tls["credentialName"]) for tls in _tls_settings(dr) if tls.get("credentialName")]
-        wanted += [(dr, name, namespace) for name in names]
+        wanted += [(dr, name, namespace) for name in names for namespace in readers]
     for gateway in config.of_kind(ISTIO_NETWORKING, "Gateway"):
         for server in _spec(gateway).get("servers") or []:
             name = (server.get("tls") or {}).get("credentialName")

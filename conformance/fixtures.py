@@ -23,7 +23,7 @@ from conformance.egress_policy import PROVIDERS, EgressPolicies
 from conformance.environment import RunEnvironment
 from conformance.keep import kept
 from conformance.runtime import Runtime, WorkloadSpec
-from conformance.scenario import CheckRun, Client, EgressGateway, Step
+from conformance.scenario import CheckRun, Client, EgressGateway, Step, Waypoint
 from conformance.settings import IstioSource, MeshMode, Settings
 from conformance.workloads import FRONTEND_SLEEP, FRONTEND_SLEEP_WITHOUT_SIDECAR, NGINX, SLEEP, SLEEP_A
 
@@ -33,6 +33,9 @@ PLAN_KEY = pytest.StashKey[Any]()
 STEP_KEY = pytest.StashKey[Step]()
 #: What the run observes of its environment (filled by the session fixtures, read by the report).
 ENVIRONMENT_KEY = pytest.StashKey[RunEnvironment]()
+#: The egress waypoint of seed 000: Gateway ``waypoint`` in the egress namespace ``istio-egress``.
+EGRESS_WAYPOINT_NAMESPACE = "istio-egress"
+EGRESS_WAYPOINT_NAME = "waypoint"
 
 
 def check_of(item: pytest.Item) -> Check | None:
@@ -180,3 +183,19 @@ def egress_gateway(step: Step, runtime: Runtime) -> EgressGateway:
 def etp(step: Step, egress_gateway: EgressGateway, settings: Settings) -> EgressPolicies:
     """Seed 001's egress traffic policies, expressed by the config provider of ``--etp-provider``."""
     return EgressPolicies(step, egress_gateway, PROVIDERS[settings.etp_provider])
+
+
+def egress_waypoint(step: Step, mode: MeshMode) -> Waypoint:
+    """The egress waypoint whose log a check reads; the check itself creates it. Skips outside ambient."""
+    if mode is not MeshMode.AMBIENT:
+        pytest.skip(
+            f"the egress waypoint {EGRESS_WAYPOINT_NAMESPACE}/{EGRESS_WAYPOINT_NAME} belongs to the ambient data "
+            f"plane; this check runs on the {mode.value} data plane"
+        )
+    return Waypoint(step, EGRESS_WAYPOINT_NAMESPACE, EGRESS_WAYPOINT_NAME)
+
+
+@pytest.fixture
+def waypoint(step: Step, runtime: Runtime) -> Waypoint:
+    """The egress waypoint ``istio-egress/waypoint`` (seed 000): its access log."""
+    return egress_waypoint(step, runtime.mode)

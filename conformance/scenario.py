@@ -113,6 +113,7 @@ __all__ = [
     "Proxy",
     "Request",
     "Step",
+    "Waypoint",
     "host",
     "http",
     "port",
@@ -734,6 +735,22 @@ class EgressGateway(Proxy):
                     f"the egress gateway logged {observation.probe_id} ({observation.client.ref}: "
                     f"{observation.request.display()}), which must not pass through it: {entries[0].summary()}"
                 )
+
+
+class Waypoint(Proxy):
+    """An ambient waypoint, a Gateway API Gateway of class ``istio-waypoint``: the access log of its Envoy.
+
+    Istio deploys a waypoint's pods itself when the Gateway is applied (a check's step creates it), with
+    the label :data:`GATEWAY_NAME_LABEL` and the Envoy in container ``istio-proxy``; the log is read from
+    every pod with that label in the Gateway's namespace.
+    """
+
+    #: Set by Istio on every pod it deploys for a Gateway API gateway, waypoints included.
+    GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
+
+    def __init__(self, step: Step, namespace: str, name: str) -> None:
+        selector = f"{self.GATEWAY_NAME_LABEL}={name}"
+        super().__init__(step, LogSource(ProxyKind.WAYPOINT, f"{namespace}/{name}", namespace, selector))
 
 
 def describe_action(action: Mapping[str, Any]) -> str:

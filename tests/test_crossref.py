@@ -22,7 +22,8 @@ Check = dict[str, Any]
 
 
 def golden(name: str) -> Check:
-    check: Check = json.loads((GOLDEN / f"{name}.sidecar.json").read_text(encoding="utf-8"))
+    mode = "ambient" if name.startswith("AMB-") else "sidecar"
+    check: Check = json.loads((GOLDEN / f"{name}.{mode}.json").read_text(encoding="utf-8"))
     return check
 
 
@@ -119,6 +120,11 @@ def sidecar_origination_without_its_secret(check: Check) -> None:
     }
 
 
+def waypoint_ca_secret_in_the_gateway_namespace(check: Check) -> None:
+    """In ambient mode the waypoint, not the egress gateway, reads the CA Secret: from its own namespace."""
+    resource(check, "Secret", "origin-ca")["metadata"]["namespace"] = "istio-system"
+
+
 def gateway_destination_without_resolution(check: Check) -> None:
     entry = resource(check, "ServiceEntry", "test-com")["spec"]
     entry["resolution"] = "NONE"
@@ -147,13 +153,14 @@ BROKEN: list[tuple[str, Callable[[Check], None], Rule]] = [
     ("MTLS-04a", secret_in_the_client_namespace, Rule.CREDENTIAL_SECRET),
     ("MTLS-04a", secret_deleted_before_the_probe, Rule.CREDENTIAL_SECRET),
     ("MTLS-04a", sidecar_origination_without_its_secret, Rule.CREDENTIAL_SECRET),
+    ("AMB-04", waypoint_ca_secret_in_the_gateway_namespace, Rule.CREDENTIAL_SECRET),
     ("MTLS-04a", gateway_destination_without_resolution, Rule.SERVICE_ENTRY_RESOLUTION),
     ("NSD-06", policy_selector_typo, Rule.AUTHORIZATION_SELECTOR),
     ("MTLS-04a", gateway_selector_typo, Rule.GATEWAY_SELECTOR),
 ]
 
 
-@pytest.mark.parametrize("name", ["NSD-06", "MTLS-04a"])
+@pytest.mark.parametrize("name", ["NSD-06", "MTLS-04a", "AMB-03", "AMB-04"])
 def test_the_reviewed_plans_break_no_rule(name: str) -> None:
     assert broken_rules(golden(name)) == set()
 

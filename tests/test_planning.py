@@ -131,7 +131,8 @@ def test_plan_of_check_matches_reviewed_golden_file(catalogue_plan: PlanRun, gol
 
 def test_golden_files_exist_for_the_reviewed_checks() -> None:
     etp = {f"ETP-0{index}.sidecar" for index in range(6)}
-    assert {p.stem for p in golden_files()} >= {"EGW-04.sidecar", "NSD-06.sidecar", "MTLS-04a.sidecar", *etp}
+    reviewed = {"EGW-04.sidecar", "NSD-06.sidecar", "MTLS-04a.sidecar", "AMB-03.ambient", "AMB-04.ambient", *etp}
+    assert {p.stem for p in golden_files()} >= reviewed
 
 
 def _etp_entries(run: PlanRun) -> dict[str, dict[str, Any]]:
@@ -179,6 +180,34 @@ def _checks_of(check: dict[str, Any]) -> list[tuple[Any, ...]]:
             fields = {k: v for k, v in action["fields"].items() if k != "downstream_remote_address"}
             found.append(("log", action["proxy"]["workload"], action.get("lookup"), fields))
     return found
+
+
+def test_ambient_plan_runs_every_ambient_check_and_reports_the_one_that_does_not_apply(tmp_path: Path) -> None:
+    result = run_plan(tmp_path, "--mesh-mode", "ambient")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    ambient = [c for c in CATALOGUE.values() if MeshMode.AMBIENT in c.modes]
+    assert {c["id"] for c in result.plan["checks"] if c["profile"] == "EGRESS-AMBIENT"} == {
+        c.id for c in ambient if not c.not_applicable
+    }
+    assert all(c["mode"] == "ambient" for c in result.plan["checks"])
+    (profile,) = [p for p in result.report["profiles"] if p["name"] == "EGRESS-AMBIENT"]
+    x4 = next(c for c in profile["checks"] if c["id"] == "AMB-X4")
+    assert x4["result"] == "not-applicable"
+    assert "outboundTrafficPolicy" in x4["reason"] and "AMB-02" in x4["reason"]
+
+
+def test_collect_only_ambient_lists_exactly_the_ambient_checks() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EGRESS_")}
+    env["PATH"] = str(Path(sys.executable).parent)
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "egress and ambient", "-p", "no:cacheprovider"],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    collected = {line for line in completed.stdout.splitlines() if "::" in line}
+    applicable = [c for c in CATALOGUE.values() if MeshMode.AMBIENT in c.modes and not c.not_applicable]
+    assert len(collected) == len(applicable) == 7
+    assert all(line.startswith("scenarios/test_ambient.py::") and line.endswith("[ambient]") for line in collected)
 
 
 def test_collect_only_selects_one_check_by_id_without_a_cluster(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 from conformance.accesslog import AccessLogEntry, LogExpectation
 from conformance.actions import CheckActions
 from conformance.catalogue import GATEWAY_MTLS_ADAPTATION, GATEWAY_PLAINTEXT_ADAPTATION, lookup
+from conformance.fixtures import egress_waypoint
 from conformance.kube import ObjectRef
 from conformance.mesh_config import OutboundMode
 from conformance.planning import PlanRuntime, overlay_egress_gateway
@@ -22,6 +23,7 @@ from conformance.runtime import (
     LogLookup,
     LogSource,
     Observation,
+    ProxyKind,
     Until,
     Workload,
     WorkloadSpec,
@@ -35,6 +37,7 @@ from conformance.scenario import (
     EgressGateway,
     ScenarioError,
     Step,
+    Waypoint,
     parse_curl,
 )
 from conformance.settings import MeshMode
@@ -105,6 +108,7 @@ class RecordingRuntime:
         self.created = created
         self.created_overrides: dict[str, bool] = {}
         self.entries: list[AccessLogEntry] = []
+        self.log_sources: list[LogSource] = []
         base = overlay_egress_gateway()
         self.gateway = EgressGatewayInfo(base.namespace, base.name, base.service_account,
                                          dict(gateway_labels or base.pod_labels), base.ports)  # fmt: skip
@@ -186,6 +190,7 @@ class RecordingRuntime:
         self, source: LogSource, observation: Observation, expectation: LogExpectation, lookup: LogLookup
     ) -> AccessLogEntry | None:
         self.calls.append(("log", (source.kind.value, observation.probe_id)))
+        self.log_sources.append(source)
         return None
 
     def log_entries(self, source: LogSource, observation: Observation, lookup: LogLookup) -> list[AccessLogEntry]:
@@ -418,3 +423,38 @@ def test_an_adapted_manifest_is_applied_and_its_adaptation_recorded_for_the_repo
         "manifests": ["scenarios/etp/authorization-policy.yaml"],
     }
     assert step.run.actions.actions[-1].as_dict()["adaptation"] == "selector of the installed gateway"
+
+
+# ---------------------------------------------------------------------------------------- the waypoint
+
+
+def test_waypoint_log_is_read_from_the_gateways_pods_in_its_namespace() -> None:
+    runtime = RecordingRuntime()
+    step = new_step(runtime, "AMB-03")
+    r = Client(step, runtime.workload(SLEEP)).curl("-sI", "http://aliyun.com").converges_to(http(301))
+    Waypoint(step, "istio-egress", "waypoint").log_for(r).has(upstream_cluster="inbound-vip|80|http|aliyun.com")
+    (source,) = runtime.log_sources
+    assert source == LogSource(
+        ProxyKind.WAYPOINT, "istio-egress/waypoint", "istio-egress", "gateway.networking.k8s.io/gateway-name=waypoint",
+        "istio-proxy",
+    )  # fmt: skip
+    record = step.run.actions.actions[-1].as_dict()
+    assert record["proxy"] == {"kind": "waypoint", "workload": "istio-egress/waypoint"}
+
+
+def test_a_waypoint_log_absence_without_a_control_is_refused() -> None:
+    runtime = RecordingRuntime()
+    step = new_step(runtime, "AMB-03")
+    r = Client(step, runtime.workload(SLEEP)).curl("-sI", "http://aliyun.com").converges_to(http(301))
+    with pytest.raises(ScenarioError, match="positive control"):
+        Waypoint(step, "istio-egress", "waypoint").no_log_for(r)
+
+
+@pytest.mark.parametrize("mode", [MeshMode.SIDECAR, MeshMode.AMBIENT])
+def test_egress_waypoint_exists_only_in_the_ambient_data_plane(mode: MeshMode) -> None:
+    step = new_step(RecordingRuntime(), "AMB-03")
+    if mode is MeshMode.AMBIENT:
+        assert egress_waypoint(step, mode).source.workload == "istio-egress/waypoint"
+        return
+    with pytest.raises(pytest.skip.Exception, match="ambient data plane; this check runs on the sidecar"):
+        egress_waypoint(step, mode)

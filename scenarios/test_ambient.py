@@ -1,0 +1,142 @@
+"""AMB — centrally managed egress through a waypoint (seed 000_2c76676392fa61cf.txt), and AMB-X, the ambient
+equivalents of the sidecar profile's authorization checks.
+
+The seed starts from an ambient client in ``default`` that reaches aliyun.com directly: ztunnel forwards a
+connection to a host it does not know at L4. A NetworkPolicy then closes that direct way out. A waypoint
+in ``istio-egress`` and a ServiceEntry bound to it open aliyun.com again, now through the waypoint's Envoy,
+which sees and logs every request; finally the waypoint upgrades the plain-HTTP request to HTTPS towards
+the origin. Every check from AMB-03 on keeps the NetworkPolicy, so a request that succeeds can only have
+taken the waypoint path.
+
+AMB-X1…X3 attach AuthorizationPolicies to a ServiceEntry (``targetRefs``), which the waypoint enforces.
+AMB-X4 (REGISTRY_ONLY) does not apply to ztunnel and has no test; its catalogue record says why.
+"""
+
+from __future__ import annotations
+
+from conformance.catalogue import WAYPOINT_TEST_CA_ADAPTATION, check
+from conformance.scenario import CONN_REFUSED, TIMEOUT, TLS_RESET, Client, Step, Waypoint, http, port, prefix
+
+NETWORK_POLICY = "ambient/network-policy.yaml"
+WAYPOINT = "ambient/waypoint.yaml"
+ALIYUN = "ambient/service-entry.yaml"
+HTTPBIN = "ambient/service-entry-httpbin.yaml"
+#: How the waypoint's RBAC filter names a denial by an AuthorizationPolicy of istio-egress.
+DENIED_BY = "rbac_access_denied_matched_policy[ns[istio-egress]-policy[{}]"
+
+
+def close_direct_egress(step: Step) -> None:
+    with step.documented("Keep the client from reaching the outside directly: DNS and HBONE to the waypoint only"):
+        step.apply(NETWORK_POLICY)
+
+
+def open_waypoint(step: Step) -> None:
+    with step.documented("Step 3: istio-egress joins ambient, with a waypoint that everything in it uses"):
+        step.apply("ambient/egress-namespace.yaml", WAYPOINT)
+        step.wait_for(WAYPOINT, "Programmed", kind="Gateway")
+
+
+def bind_to_waypoint(step: Step, service_entry: str) -> None:
+    """Register an external host in istio-egress and wait until Istio has bound it to the waypoint."""
+    step.apply(service_entry)
+    step.wait_for(service_entry, "istio.io/WaypointBound", kind="ServiceEntry")
+
+
+def egress_through_waypoint(step: Step, service_entry: str) -> None:
+    """The state of AMB-03 for one host: direct egress closed, the host reachable through the waypoint."""
+    close_direct_egress(step)
+    open_waypoint(step)
+    with step.documented("Step 4: the external host is registered in istio-egress and bound to its waypoint"):
+        bind_to_waypoint(step, service_entry)
+
+
+def attach_policy(step: Step, policy: str) -> None:
+    """Apply an AuthorizationPolicy and wait until Istio reports it bound to the waypoint."""
+    step.apply(policy)
+    step.wait_for(policy, "WaypointAccepted", kind="AuthorizationPolicy")
+
+
+@check("AMB-01")
+def test_ambient_client_reaches_an_unregistered_host_directly(step: Step, sleep: Client) -> None:
+    sleep.curl("-sI", "http://aliyun.com").converges_to(
+        http(301), headers={"x-external-world-scheme": "http"}, no_headers_with_prefix=("x-envoy-",)
+    )
+
+
+@check("AMB-02")
+def test_network_policy_closes_the_direct_way_out(step: Step, sleep: Client) -> None:
+    step.apply(NETWORK_POLICY)
+    sleep.curl("-sI", "http://aliyun.com").is_denied(TIMEOUT | CONN_REFUSED | TLS_RESET)
+
+
+@check("AMB-03")
+def test_waypoint_carries_the_registered_host(step: Step, sleep: Client, waypoint: Waypoint) -> None:
+    close_direct_egress(step)
+    open_waypoint(step)
+    bind_to_waypoint(step, ALIYUN)
+    r = sleep.curl("-sI", "http://aliyun.com").converges_to(
+        http(301),
+        headers={"server": "istio-envoy", "x-external-world-scheme": "http"},
+        headers_present=("x-envoy-upstream-service-time",),
+    )
+    waypoint.log_for(r).has(
+        upstream_cluster="inbound-vip|80|http|aliyun.com",
+        route_name="default",
+        method="HEAD",
+        response_code=301,
+        authority="aliyun.com",
+        upstream_host=port(80),
+    )
+
+
+@check("AMB-04")
+def test_waypoint_upgrades_the_request_to_https(step: Step, sleep: Client, waypoint: Waypoint) -> None:
+    close_direct_egress(step)
+    open_waypoint(step)
+    step.apply("ambient/origin-ca-secret.yaml", adaptation=WAYPOINT_TEST_CA_ADAPTATION)
+    step.apply("ambient/destination-rule-https-upgrade.yaml")
+    bind_to_waypoint(step, "ambient/service-entry-https-upgrade.yaml")
+    r = sleep.curl("-sI", "http://aliyun.com").converges_to(
+        http(301),
+        headers={"x-external-world-scheme": "https", "location": "https://www.aliyun.com/"},
+        headers_present=("x-envoy-upstream-service-time",),
+    )
+    waypoint.log_for(r).has(
+        upstream_cluster="inbound-vip|80|http|aliyun.com",
+        response_code=301,
+        authority="aliyun.com",
+        upstream_host=port(443),
+    )
+
+
+@check("AMB-X1")
+def test_waypoint_denies_the_client_namespace(step: Step, sleep: Client, waypoint: Waypoint) -> None:
+    egress_through_waypoint(step, ALIYUN)
+    attach_policy(step, "ambient/deny-client-namespace.yaml")
+    r = sleep.curl("-sI", "http://aliyun.com").is_denied(http(403), headers={"server": "istio-envoy"})
+    waypoint.log_for(r).has(response_code=403, response_code_details=prefix(DENIED_BY.format("deny-client-namespace")))
+
+
+@check("AMB-X2")
+def test_waypoint_denies_post_and_lets_get_through(step: Step, sleep: Client, waypoint: Waypoint) -> None:
+    egress_through_waypoint(step, HTTPBIN)
+    attach_policy(step, "ambient/deny-post.yaml")
+    denied = sleep.curl("-s", "-X", "POST", "http://httpbin.org/post").is_denied(http(403), body="RBAC: access denied")
+    waypoint.log_for(denied).has(
+        method="POST", response_code=403, response_code_details=prefix(DENIED_BY.format("deny-post"))
+    )
+    allowed = sleep.curl("-s", "http://httpbin.org/get").converges_to(http(200))
+    waypoint.log_for(allowed).has(upstream_cluster="inbound-vip|80|http|httpbin.org", method="GET", response_code=200)
+
+
+@check("AMB-X3")
+def test_waypoint_denies_one_path_to_the_sleep_identity(step: Step, sleep: Client, waypoint: Waypoint) -> None:
+    egress_through_waypoint(step, HTTPBIN)
+    attach_policy(step, "ambient/deny-principal-path.yaml")
+    denied = sleep.curl("-s", "http://httpbin.org/headers").is_denied(http(403), body="RBAC: access denied")
+    waypoint.log_for(denied).has(
+        path="/headers", response_code=403, response_code_details=prefix(DENIED_BY.format("deny-sleep-headers"))
+    )
+    allowed = sleep.curl("-s", "http://httpbin.org/status/200").converges_to(http(200))
+    waypoint.log_for(allowed).has(upstream_cluster="inbound-vip|80|http|httpbin.org", path="/status/200",
+                                  response_code=200)  # fmt: skip
