@@ -62,6 +62,9 @@ type transportDesc struct {
 	SNI        string
 	AutoSNI    bool
 	Credential string
+	// Validation is how the server certificate is verified: an SDS name (kubernetes://..., file-root:...),
+	// "inline" or "none".
+	Validation string
 	By         string
 	ALPN       []string
 }
@@ -85,22 +88,33 @@ func describeSocket(ts *core.TransportSocket) (transportDesc, error) {
 	if ts == nil {
 		return transportDesc{Kind: "plaintext"}, nil
 	}
-	switch ts.GetName() {
-	case "envoy.transport_sockets.raw_buffer":
+	// Istio names sockets both ways ("envoy.transport_sockets.tls", "tls"); the typed config decides.
+	typeURL := ts.GetTypedConfig().GetTypeUrl()
+	switch {
+	case strings.HasSuffix(typeURL, ".RawBuffer"), ts.GetTypedConfig() == nil && strings.HasSuffix(ts.GetName(), "raw_buffer"):
 		return transportDesc{Kind: "plaintext"}, nil
-	case "envoy.transport_sockets.internal_upstream":
+	case strings.HasSuffix(typeURL, ".InternalUpstreamTransport"):
 		iu := &internalupstream.InternalUpstreamTransport{}
 		if err := ts.GetTypedConfig().UnmarshalTo(iu); err != nil {
 			return transportDesc{}, err
 		}
 		return describeSocket(iu.GetTransportSocket())
-	case "envoy.transport_sockets.tls":
+	case strings.HasSuffix(typeURL, ".UpstreamTlsContext"):
 		ctx := &tlsv3.UpstreamTlsContext{}
 		if err := ts.GetTypedConfig().UnmarshalTo(ctx); err != nil {
 			return transportDesc{}, err
 		}
-		d := transportDesc{SNI: ctx.GetSni(), ALPN: ctx.GetCommonTlsContext().GetAlpnProtocols()}
-		certs := ctx.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs()
+		common := ctx.GetCommonTlsContext()
+		d := transportDesc{SNI: ctx.GetSni(), ALPN: common.GetAlpnProtocols(), Validation: "none"}
+		switch {
+		case common.GetCombinedValidationContext().GetValidationContextSdsSecretConfig() != nil:
+			d.Validation = common.GetCombinedValidationContext().GetValidationContextSdsSecretConfig().GetName()
+		case common.GetValidationContextSdsSecretConfig() != nil:
+			d.Validation = common.GetValidationContextSdsSecretConfig().GetName()
+		case common.GetValidationContext() != nil, common.GetCombinedValidationContext().GetDefaultValidationContext().GetTrustedCa() != nil:
+			d.Validation = "inline"
+		}
+		certs := common.GetTlsCertificateSdsSecretConfigs()
 		switch {
 		case len(certs) > 0 && certs[0].GetName() == "default":
 			d.Kind = "istio-mtls"
@@ -112,13 +126,10 @@ func describeSocket(ts *core.TransportSocket) (transportDesc, error) {
 			d.Credential = "inline/file certificate"
 		default:
 			d.Kind = "tls"
-			if vc := ctx.GetCommonTlsContext().GetCombinedValidationContext().GetValidationContextSdsSecretConfig(); vc != nil {
-				d.Credential = vc.GetName()
-			}
 		}
 		return d, nil
 	}
-	return transportDesc{Kind: "other", By: ts.GetName()}, nil
+	return transportDesc{Kind: "other (" + ts.GetName() + ")"}, nil
 }
 
 // transportFor is the transport socket Envoy picks for an endpoint: the cluster's own, or the first of its

@@ -69,6 +69,7 @@ type UpstreamDesc struct {
 	Transport   string `json:"transport"` // plaintext | istio-mtls | tls | mutual-tls | client-bytes
 	SNI         string `json:"sni,omitempty"`
 	Credential  string `json:"credential,omitempty"`
+	Validation  string `json:"validation,omitempty"`
 	TransportBy string `json:"transportBy,omitempty"` // which part of the cluster chose the transport
 	Next        string `json:"next"`                  // egress-gateway | origin | self | mesh-workload | none
 	NextName    string `json:"nextName,omitempty"`
@@ -119,6 +120,7 @@ type Origin struct {
 	Transport  string `json:"transport"`
 	SNI        string `json:"sni,omitempty"`
 	Credential string `json:"credential,omitempty"`
+	Validation string `json:"validation,omitempty"`
 	Known      string `json:"known,omitempty"` // the external-world host(s) at that address
 }
 

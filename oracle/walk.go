@@ -410,7 +410,7 @@ func (ws *walkState) upstreamOf(e *stateEnv, hr hopRun, h *Hop, first bool) (*Up
 		return nil, transportDesc{}, false
 	}
 	up.Address, up.Port = ep.Address, ep.Port
-	up.Transport, up.SNI, up.Credential = td.Kind, td.SNI, td.Credential
+	up.Transport, up.SNI, up.Credential, up.Validation = td.Kind, td.SNI, td.Credential, td.Validation
 	if td.AutoSNI && up.SNI == "" {
 		up.SNI = "(auto: request host)"
 	}
@@ -448,7 +448,7 @@ func (ws *walkState) upstreamOf(e *stateEnv, hr hopRun, h *Hop, first bool) (*Up
 
 // finishAtOrigin ends a walk whose last proxy leaves the mesh.
 func (ws *walkState) finishAtOrigin(e *stateEnv, h *Hop, up *UpstreamDesc) {
-	o := &Origin{Port: up.Port, Transport: up.Transport, SNI: up.SNI, Credential: up.Credential}
+	o := &Origin{Port: up.Port, Transport: up.Transport, SNI: up.SNI, Credential: up.Credential, Validation: up.Validation}
 	addr := up.Address
 	if ip, ok := e.w.ResolveHost(addr); ok {
 		if ip != addr {
@@ -462,15 +462,24 @@ func (ws *walkState) finishAtOrigin(e *stateEnv, h *Hop, up *UpstreamDesc) {
 	if o.Known == "" {
 		ws.notPredicted(fmt.Sprintf("%s connects to %s:%d, which is not an address or host of the plan's external world (DNS and the origin are outside the oracle)", hopName(h), addr, up.Port))
 	}
-	if strings.HasPrefix(up.Credential, "kubernetes://") {
-		secret := strings.TrimPrefix(up.Credential, "kubernetes://")
-		ns := e.w.Plan.EgressGateway.Namespace
-		if h.Proxy != "egress-gateway" {
-			ns = strings.SplitN(h.Workload, "/", 2)[0]
+	ns := e.w.Plan.EgressGateway.Namespace
+	if h.Proxy != "egress-gateway" {
+		ns = strings.SplitN(h.Workload, "/", 2)[0]
+	}
+	for _, sds := range []string{up.Credential, up.Validation} {
+		if !strings.HasPrefix(sds, "kubernetes://") {
+			continue
 		}
+		secret := strings.TrimPrefix(sds, "kubernetes://")
 		if !e.w.hasSecret(ns, secret) {
-			ws.notPredicted(fmt.Sprintf("%s originates TLS with credential %s, but no Secret %s/%s is in the plan (a missing secret gives 503)", hopName(h), up.Credential, ns, secret))
+			ws.notPredicted(fmt.Sprintf("%s originates TLS with %s, but no Secret %s/%s is in the plan (a missing secret gives 503)", hopName(h), sds, ns, strings.TrimSuffix(secret, "-cacert")))
 		}
+	}
+	switch {
+	case (up.Transport == "tls" || up.Transport == "mutual-tls") && strings.HasPrefix(up.Validation, "file-root:system"):
+		ws.notPredicted(fmt.Sprintf("%s verifies the origin's certificate against the system CA bundle (%s); the external world's certificates come from the run's test CA, so the handshake fails (503) unless the DestinationRule supplies that CA (caCertificates or credentialName)", hopName(h), up.Validation))
+	case up.Transport == "tls" || up.Transport == "mutual-tls":
+		ws.pred.Assumptions = append(ws.pred.Assumptions, fmt.Sprintf("the TLS handshake of %s with the origin succeeds (server certificate checked with %s; not simulated)", hopName(h), up.Validation))
 	}
 	if ws.req.tls() && up.Transport != "tls" && up.Transport != "mutual-tls" {
 		ws.pred.Assumptions = append(ws.pred.Assumptions, "the client's TLS handshake is with the origin (not simulated)")

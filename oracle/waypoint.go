@@ -26,8 +26,10 @@ func (e *stateEnv) waypointChain(h string, port int) (*proxySim, *listener.Filte
 		}
 		for _, proto := range []string{"http", "tcp"} {
 			name := model.BuildSubsetKey(model.TrafficDirectionInboundVIP, proto, host.Name(h), port)
-			if fc := xdstest.ExtractFilterChain(name, l); fc != nil {
-				return ps, fc
+			for _, fc := range l.GetFilterChains() {
+				if chainName(fc.GetName()) == name {
+					return ps, fc
+				}
 			}
 		}
 	}
@@ -89,7 +91,7 @@ func (e *stateEnv) walkAmbient(ws *walkState, addr string, resolved bool) {
 	}
 	hr := ps.runChain(fc, call)
 	h := hr.hop()
-	h.Note = "chain " + fc.GetName() + " of listener main_internal, walked through a synthetic listener"
+	h.Note = "chain " + chainName(fc.GetName()) + " of listener main_internal, walked through a synthetic listener"
 	h.Call = callDesc(call, req.method, principal)
 	h.Log.Authority, h.Log.Method = logHTTP(hr.isHTTP, req)
 	h.Log.DownstreamRemoteHost = ws.client.IP
