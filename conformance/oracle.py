@@ -512,20 +512,38 @@ def _last_hop(prediction: Mapping[str, Any]) -> str | None:
     return _hop_label(hops[-1]) if hops else None
 
 
-def _judge_log(log: Mapping[str, Any], prediction: Mapping[str, Any], judgement: _Judgement) -> None:
+def _hops_at(prediction: Mapping[str, Any], proxy: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [
+        h
+        for h in prediction.get("hops", [])
+        if h.get("proxy") == proxy["kind"] and h.get("workload") == proxy["workload"]
+    ]
+
+
+def _judge_log(
+    log: Mapping[str, Any],
+    prediction: Mapping[str, Any],
+    judgement: _Judgement,
+    control: Mapping[str, Any] | None = None,
+) -> None:
+    """One access-log assertion; ``control`` is the prediction of its positive-control probe, if any."""
     proxy = log["proxy"]
     label = f"{proxy['kind']} {proxy['workload']}"
     if proxy["kind"] == "ztunnel":
         judgement.cannot_judge(f"the {label} log: ztunnel is outside the oracle")
         return
-    hops = [
-        h
-        for h in prediction.get("hops", [])
-        if h.get("proxy") == proxy["kind"] and h.get("workload") == proxy["workload"]
-    ]
+    hops = _hops_at(prediction, proxy)
     if not log.get("present", True):
         if hops:
             judgement.disagree(f"expected no entry in the {label} log, but the request is predicted to pass it", label)
+        if log.get("controlProbe") and control is None:
+            judgement.cannot_judge(f"the control probe {log['controlProbe']} of the {label} log has no prediction")
+        elif control is not None and not _hops_at(control, proxy):
+            judgement.disagree(
+                f"the control probe {log['controlProbe']} is predicted not to reach the {label} "
+                f"({describe_path(control)}): its entry never shows, so no absence can be established",
+                label,
+            )
         return
     if not hops:
         where = describe_path(prediction)
@@ -534,6 +552,11 @@ def _judge_log(log: Mapping[str, Any], prediction: Mapping[str, Any], judgement:
         )
         return
     predicted_log: Mapping[str, Any] = hops[0].get("log") or {}
+    if predicted_log.get("entry") == "unknown":
+        judgement.cannot_judge(
+            f"the {label} log: the connection is refused there, whether Envoy logs it is not predicted"
+        )
+        return
     for name, matcher in (log.get("fields") or {}).items():
         key = _PREDICTED_LOG_FIELDS.get(name)
         if key is None:
@@ -559,15 +582,17 @@ def _judge_log(log: Mapping[str, Any], prediction: Mapping[str, Any], judgement:
 def _judge_probe(
     check: Mapping[str, Any],
     action: Mapping[str, Any],
-    prediction: Mapping[str, Any],
+    predictions: Mapping[str, Mapping[str, Any]],
     analysis: Mapping[str, Any] | None,
     warnings: list[str],
 ) -> ProbeVerdict:
+    """``predictions``: the check's predictions by probe id."""
+    prediction = predictions[action["probe"]]
     mesh = _Judgement()
     _judge_outcome(action, prediction, mesh)
     for log in check.get("actions", []):
         if log.get("type") == "log" and log.get("probe") == action["probe"]:
-            _judge_log(log, prediction, mesh)
+            _judge_log(log, prediction, mesh, predictions.get(log.get("controlProbe") or ""))
     unjudged = list(prediction.get("notPredicted") or ())
     if unjudged:
         # Part of the path is outside the oracle: what the mesh does is reported, never a verdict.
@@ -616,13 +641,14 @@ def compare(plan: Mapping[str, Any], predictions: Mapping[str, Any]) -> dict[tup
             continue
         results: list[ProbeVerdict] = []
         warnings: list[str] = []
+        mine = {a["probe"]: by_probe[(*key, a["probe"])] for a in probes if (*key, a["probe"]) in by_probe}
         for action in probes:
-            prediction = by_probe.get((*key, action["probe"]))
+            prediction = mine.get(action["probe"])
             if prediction is None:
                 results.append(ProbeVerdict(action["probe"], Verdict.NOT_PREDICTED, "", "", ("no prediction",)))
                 continue
             analysis = analyses.get((check["id"], prediction.get("state", "")))
-            results.append(_judge_probe(check, action, prediction, analysis, warnings))
+            results.append(_judge_probe(check, action, mine, analysis, warnings))
         verdicts[key] = CheckVerdict(
             *key, _worst(r.verdict for r in results), probes=tuple(results), warnings=tuple(warnings)
         )

@@ -4,19 +4,20 @@ package oracle
 
 // Outcome classes.
 const (
-	ClassRouted       = "routed"              // reached an origin (through the proxies listed in hops)
-	ClassDirect       = "direct"              // no mesh proxy on the path: the client reaches the origin itself
-	ClassBlockAll     = "block_all"           // Envoy's own 502 from the REGISTRY_ONLY catch-all route
-	ClassBlackHole    = "blackhole"           // BlackHoleCluster: TCP/TLS connection closed
-	ClassNoRoute      = "no-route"            // 404 NR
-	ClassNoCluster    = "no-cluster"          // 503 NC: the route names a cluster absent from CDS
-	ClassNoEndpoint   = "no-healthy-upstream" // 503 UH: the cluster has no endpoints
-	ClassTLSRefused   = "tls-refused"         // the next hop has no filter chain for what is sent (or TLS mismatch)
-	ClassNoListener   = "no-listener"         // nothing listens on the next hop's port
-	ClassProtocol     = "protocol-error"      // TLS sent into a plaintext HTTP chain, or TCP into HTTP
-	ClassRBACDeny     = "rbac-deny"           // envoy.filters.http.rbac / network rbac denies
-	ClassLoop         = "loop"                // the gateway forwards to itself (ServiceEntry resolution NONE)
-	ClassNotPredicted = "not-predicted"
+	ClassRouted         = "routed"              // reached an origin (through the proxies listed in hops)
+	ClassDirect         = "direct"              // no mesh proxy on the path: the client reaches the origin itself
+	ClassBlockAll       = "block_all"           // Envoy's own 502 from the REGISTRY_ONLY catch-all route
+	ClassBlackHole      = "blackhole"           // BlackHoleCluster: TCP/TLS connection closed
+	ClassNoRoute        = "no-route"            // 404 NR
+	ClassNoCluster      = "no-cluster"          // 503 NC: the route names a cluster absent from CDS
+	ClassNoEndpoint     = "no-healthy-upstream" // 503 UH: the cluster has no endpoints
+	ClassTLSRefused     = "tls-refused"         // the next hop has no filter chain for what is sent (or TLS mismatch)
+	ClassNoListener     = "no-listener"         // nothing listens on the next hop's port
+	ClassProtocol       = "protocol-error"      // TLS sent into a plaintext HTTP chain, or TCP into HTTP
+	ClassRBACDeny       = "rbac-deny"           // envoy.filters.http.rbac / network rbac denies
+	ClassLoop           = "loop"                // the gateway forwards to itself (ServiceEntry resolution NONE)
+	ClassDirectResponse = "direct-response"     // a route answers with a fixed status (VirtualService directResponse)
+	ClassNotPredicted   = "not-predicted"
 )
 
 // Hop is what one proxy does with the request.
@@ -78,6 +79,9 @@ type UpstreamDesc struct {
 // LogPrediction is the access-log fields one proxy would write for the request ("" = not predicted,
 // null upstream_cluster = Envoy records no upstream cluster).
 type LogPrediction struct {
+	// Entry is "unknown" when the oracle does not predict whether this proxy logs the request at all (a
+	// connection that matches no filter chain).
+	Entry                string  `json:"entry,omitempty"`
 	UpstreamCluster      *string `json:"upstream_cluster"`
 	UpstreamHostPort     int     `json:"upstream_host_port,omitempty"`
 	RouteName            string  `json:"route_name,omitempty"`

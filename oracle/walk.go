@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -13,6 +14,8 @@ import (
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
 	"google.golang.org/protobuf/proto"
 	meshconfig "istio.io/api/mesh/v1alpha1"
@@ -336,6 +339,12 @@ func hopName(h *Hop) string { return h.Proxy + " " + h.Workload }
 func (ws *walkState) classifyError(h *Hop, err error, first bool) {
 	at := hopName(h)
 	switch {
+	case errors.Is(err, simulation.ErrNoListener), errors.Is(err, simulation.ErrNoFilterChain),
+		errors.Is(err, simulation.ErrTLSError), errors.Is(err, simulation.ErrMTLSError), errors.Is(err, simulation.ErrProtocolError):
+		// Refused at connection level: whether Envoy writes an entry for it is not predicted.
+		h.Log = LogPrediction{Entry: "unknown"}
+	}
+	switch {
 	case errors.Is(err, simulation.ErrNoListener):
 		ws.end(ClassNoListener, ws.observedFailure(first), at, "no listener on port "+strconv.Itoa(h.Call.Port))
 	case errors.Is(err, simulation.ErrNoFilterChain):
@@ -364,8 +373,13 @@ func (ws *walkState) upstreamOf(e *stateEnv, hr hopRun, h *Hop, first bool) (*Up
 			"REGISTRY_ONLY: no service for host "+ws.req.authority+"; route block_all answers 502 itself (direct_response, no upstream cluster)")
 		return nil, transportDesc{}, false
 	case name == "":
-		ws.end(ClassNotPredicted, "", at, "route "+hr.res.RouteMatched+" has no cluster (direct response or redirect)")
-		ws.notPredicted("a direct-response or redirect route at " + at)
+		if status, ok := hr.directResponse(); ok {
+			h.Log.ResponseCode = status
+			ws.end(ClassDirectResponse, fmt.Sprintf("http(%d)", status), at, fmt.Sprintf("route %q answers %d itself (direct_response)", hr.res.RouteMatched, status))
+			return nil, transportDesc{}, false
+		}
+		ws.end(ClassNotPredicted, "", at, "route "+hr.res.RouteMatched+" has no cluster (redirect or an unidentified route)")
+		ws.notPredicted("a redirect or unidentified route without cluster at " + at)
 		return nil, transportDesc{}, false
 	case name == "BlackHoleCluster":
 		h.Log.UpstreamCluster = strp(name)
@@ -606,6 +620,10 @@ func (e *stateEnv) Predict(pp ProbePoint) ProbePrediction {
 			ws.notPredicted("DNS of " + req.host + " is outside the oracle")
 			return pred
 		}
+		if addr == e.w.GatewaySvcIP && addr != "" {
+			e.walkGatewayFromOutside(ws)
+			return pred
+		}
 		pred.Hops = append(pred.Hops, Hop{Proxy: "none", Workload: wl.Ref, Note: "no sidecar and no ambient enrolment: the request leaves the pod directly"})
 		pred.Outcome = Outcome{Class: ClassDirect, ClientObserves: "origin",
 			Origin: &Origin{Address: addr, Port: req.port, Transport: map[bool]string{true: "client TLS", false: "plaintext"}[req.tls()], Known: e.w.ExternalHostOf(addr)},
@@ -695,7 +713,10 @@ func nextCall(prev hopRun, req parsedRequest, up *UpstreamDesc, td transportDesc
 func (e *stateEnv) walkGateway(ws *walkState, prev hopRun, prevHop *Hop, up *UpstreamDesc, td transportDesc) {
 	req := ws.req
 	gw := e.gateway()
-	proto := upstreamProtocol(prev.ps.clusters[up.Cluster], "http")
+	proto := "http"
+	if prev.ps != nil {
+		proto = upstreamProtocol(prev.ps.clusters[up.Cluster], "http")
+	}
 	call := nextCall(prev, req, up, td, proto)
 	principal := ""
 	if td.Kind == "istio-mtls" {
@@ -767,4 +788,78 @@ func (e *stateEnv) walkGateway(ws *walkState, prev hopRun, prevHop *Hop, up *Ups
 		ws.end(ClassNotPredicted, "", hopName(&h), "next hop "+next.Next+" is not walked")
 		ws.notPredicted("the gateway sends to " + next.Next + " " + next.NextName + ", which the oracle does not walk")
 	}
+}
+
+// walkGatewayFromOutside follows a request from a pod outside the mesh to the egress gateway's Service:
+// kube-proxy delivers it, as sent, to the gateway pod's target port.
+func (e *stateEnv) walkGatewayFromOutside(ws *walkState) {
+	req := ws.req
+	ws.pred.Hops = append(ws.pred.Hops, Hop{Proxy: "none", Workload: ws.client.Ref,
+		Note: "no mesh proxy: the request goes to the egress gateway's Service as sent"})
+	target := e.w.gatewayTargetPort(req.port)
+	if target == 0 {
+		ws.end(ClassNoListener, "conn-refused", "egress-gateway Service", fmt.Sprintf("the egress gateway Service has no port %d", req.port))
+		return
+	}
+	td := transportDesc{Kind: "plaintext"}
+	prev := hopRun{isHTTP: !req.tls(), call: simulation.Call{Sni: req.host, Alpn: "http/1.1"}}
+	if req.tls() {
+		td = transportDesc{Kind: "tls", SNI: req.host}
+	}
+	up := &UpstreamDesc{Cluster: "(kube-proxy)", Address: e.w.GatewayPodIP, Port: target, Transport: td.Kind, Next: "egress-gateway"}
+	ws.firstHTTP = false
+	var client Hop
+	e.walkGateway(ws, prev, &client, up, td)
+}
+
+// directResponse finds the matched route and returns its direct_response status, if it has one.
+func (hr hopRun) directResponse() (int, bool) {
+	var rc *route.RouteConfiguration
+	if hr.res.RouteConfigMatched != "" {
+		rc = xdstest.ExtractRouteConfigurations(hr.ps.sim.Routes)[hr.res.RouteConfigMatched]
+	} else {
+		for _, fc := range hr.chains {
+			for _, f := range fc.GetFilters() {
+				if f.GetName() != "envoy.filters.network.http_connection_manager" {
+					continue
+				}
+				h := &hcm.HttpConnectionManager{}
+				if err := f.GetTypedConfig().UnmarshalTo(h); err == nil && h.GetRouteConfig() != nil {
+					rc = h.GetRouteConfig()
+				}
+			}
+		}
+	}
+	path := hr.call.Path
+	for _, vh := range rc.GetVirtualHosts() {
+		if vh.GetName() != hr.res.VirtualHostMatched {
+			continue
+		}
+		for _, r := range vh.GetRoutes() {
+			if r.GetName() != hr.res.RouteMatched || !pathMatches(r.GetMatch(), path) {
+				continue
+			}
+			if dr := r.GetDirectResponse(); dr != nil {
+				return int(dr.GetStatus()), true
+			}
+			return 0, false
+		}
+	}
+	return 0, false
+}
+
+func pathMatches(m *route.RouteMatch, path string) bool {
+	switch {
+	case m.GetPrefix() != "":
+		return strings.HasPrefix(path, m.GetPrefix())
+	case m.GetPath() != "":
+		return path == m.GetPath()
+	case m.GetPathSeparatedPrefix() != "":
+		p := m.GetPathSeparatedPrefix()
+		return path == p || strings.HasPrefix(path, p+"/") || strings.HasPrefix(path, p+"?")
+	case m.GetSafeRegex() != nil:
+		re, err := regexp.Compile("^(?:" + m.GetSafeRegex().GetRegex() + ")$")
+		return err == nil && re.MatchString(path)
+	}
+	return true
 }

@@ -414,7 +414,23 @@ func (w *World) ResolveHost(h string) (string, bool) {
 	if ip, ok := w.Plan.ExternalWorld.Hosts[h]; ok {
 		return ip, true
 	}
+	if g := w.Plan.EgressGateway; w.GatewaySvcIP != "" {
+		base := g.Name + "." + g.Namespace
+		if h == base || h == base+".svc" || h == base+".svc."+clusterDomain {
+			return w.GatewaySvcIP, true
+		}
+	}
 	return "", false
+}
+
+// gatewayTargetPort is the egress gateway pod's port behind a Service port (0: no such port).
+func (w *World) gatewayTargetPort(port int) int {
+	for _, p := range w.Plan.EgressGateway.Ports {
+		if p.Port == port {
+			return p.TargetPort
+		}
+	}
+	return 0
 }
 
 // ExternalHostOf names the external host an address belongs to ("" if none).

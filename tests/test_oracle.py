@@ -231,6 +231,27 @@ def test_a_gateway_log_disagrees_when_the_request_does_not_pass_the_gateway() ->
     assert judged([probe_action("http(301)"), absent], ROUTED) is Verdict.AGREES
 
 
+def test_an_absent_entry_needs_a_control_probe_that_reaches_the_proxy() -> None:
+    absent = {**log_action("egress-gateway", "istio-system/istio-egressgateway", present=False), "controlProbe": "c1"}
+    control = {**probe_action("http(204)"), "probe": "c1", "seq": 3, "control": True}
+    gateway_hop = {**sidecar_hop(None), "proxy": "egress-gateway", "workload": "istio-system/istio-egressgateway"}
+    answered = {
+        "hops": [gateway_hop],
+        "outcome": {"class": "direct-response", "clientObserves": "http(204)", "at": GATEWAY, "detail": "d"},
+    }
+    plan = {"checks": [{"id": "X-01", "mode": "sidecar", "actions": [probe_action("http(301)"), absent, control]}]}
+
+    def verdict(control_prediction: dict[str, Any]) -> Verdict:
+        probes = [
+            {"check": "X-01", "mode": "sidecar", "probe": "p1", "state": "s", **ROUTED},
+            {"check": "X-01", "mode": "sidecar", "probe": "c1", "state": "s", **control_prediction},
+        ]
+        return compare(plan, {"probes": probes})[("X-01", "sidecar")].verdict
+
+    assert verdict(answered) is Verdict.AGREES
+    assert verdict(ROUTED) is Verdict.DISAGREES
+
+
 def test_what_the_oracle_cannot_judge_is_never_agreeing() -> None:
     unjudged = {**ROUTED, "notPredicted": ["NetworkPolicy x selects the client"]}
     assert judged([probe_action("http(301)")], unjudged) is Verdict.NOT_PREDICTED
@@ -310,6 +331,7 @@ EXPECTED_VERDICTS = {
         "AMB-X2": "agrees",
         "AMB-X4": "not-predicted",
     },
+    "tls-paths": {"X-TLS-01": "agrees", "X-TLS-02": "agrees", "X-TLS-03": "agrees"},
 }
 EXPECTED_VERDICTS["egw-seed003-tlsmode-label"] = EXPECTED_VERDICTS["egw-seed003"]
 EXPECTED_VERDICTS["mtls-seed002-tlsmode-label"] = EXPECTED_VERDICTS["mtls-seed002"]
@@ -451,6 +473,20 @@ def test_the_gateway_label_alone_decides_when_no_destination_rule_does(predict: 
     mtls = without_adaptations(only(load("mtls-seed002-tlsmode-label"), "MTLS-03"))
     assert predict(egw).verdicts[("EGW-04", "sidecar")].verdict is Verdict.AGREES
     assert predict(mtls).verdicts[("MTLS-03", "sidecar")].verdict is Verdict.AGREES
+
+
+@real_oracle
+def test_with_the_label_tls_passthrough_is_wrapped_in_mtls_and_refused(predict: Callable[[Plan], OracleReport]) -> None:
+    """Upstream's HTTPS passthrough (a TLS PASSTHROUGH server listing hosts) relies on the sidecar forwarding
+    the client's own TLS; with the tlsMode label auto-mTLS wraps it, and the gateway matches no chain."""
+    plan = only(load("tls-paths"), "X-TLS-03")
+    plan["egressGateway"]["tlsModeLabel"] = True
+    plan["egressGateway"]["podLabels"]["security.istio.io/tlsMode"] = "istio"
+    verdict = predict(plan).verdicts[("X-TLS-03", "sidecar")]
+    assert verdict.verdict is Verdict.DISAGREES
+    (probe,) = verdict.probes
+    assert probe.hop == GATEWAY
+    assert "predicted tls-reset" in probe.reasons[0] and "no filter chain" in probe.reasons[0]
 
 
 # Branches and istioctl.
