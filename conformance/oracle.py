@@ -49,12 +49,17 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
 from conformance import progress
 from conformance.probe import AnyOutcome, NotOutcome, Outcome, OutcomeKind, parse_expected
 from conformance.processes import output_tail, run_bounded
 
 #: The Go module of the oracle, in the repository.
 ORACLE_SOURCE = Path(__file__).resolve().parent.parent / "oracle"
+
+#: The contract between plan mode and the oracle.
+PLAN_SCHEMA = Path(__file__).resolve().parent / "schemas" / "plan.schema.json"
 
 #: Istio branches the Go module proxy serves code of (pseudo-versions in the modfiles).
 BRANCHES: Mapping[str, str] = {"1.30": "go.mod", "1.31": "go.1.31.mod"}
@@ -663,6 +668,20 @@ def _worst(verdicts: Iterable[Verdict]) -> Verdict:
     return Verdict.AGREES
 
 
+def load_plan(plan_path: Path) -> dict[str, Any]:
+    """The plan, checked against conformance/schemas/plan.schema.json (OracleError names what is wrong)."""
+    try:
+        plan: dict[str, Any] = json.loads(plan_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise OracleError(f"plan {plan_path}: {exc}") from None
+    validator = jsonschema.Draft202012Validator(json.loads(PLAN_SCHEMA.read_text()))
+    problems = sorted(validator.iter_errors(plan), key=lambda e: list(e.absolute_path))
+    if problems:
+        shown = "; ".join(f"{'/'.join(str(p) for p in e.absolute_path) or '(top)'}: {e.message}" for e in problems[:5])
+        raise OracleError(f"plan {plan_path} does not follow {PLAN_SCHEMA.name}: {shown}")
+    return plan
+
+
 def run_oracle(
     plan_path: Path,
     *,
@@ -675,10 +694,7 @@ def run_oracle(
     ``cache_dir`` is the harness's cache directory (``--cache-dir``); binaries go to
     ``<cache_dir>/oracle/<branch>/``.
     """
-    try:
-        plan: dict[str, Any] = json.loads(plan_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise OracleError(f"plan {plan_path}: {exc}") from None
+    plan = load_plan(plan_path)
     branch = branch_for(str(plan.get("istioVersion", "")))
     if branch.note:
         progress.info(f"routing oracle: {branch.note}")

@@ -89,6 +89,24 @@ def test_branch_files_exist_for_every_served_branch() -> None:
         assert (oracle.ORACLE_SOURCE / branch.sumfile).is_file()
 
 
+@pytest.mark.parametrize("fixture", sorted(p.name for p in FIXTURES.glob("*.plan.json")))
+def test_every_fixture_follows_the_plan_schema(fixture: str) -> None:
+    plan = oracle.load_plan(FIXTURES / fixture)
+    assert plan["kind"] == "Plan"
+
+
+def test_a_plan_off_the_schema_is_refused_before_anything_is_built(tmp_path: Path, fake_bin: FakeBin) -> None:
+    go = fake_bin("go")
+    plan = load("egw-seed003")
+    del plan["egressGateway"]["tlsModeLabel"]
+    plan["checks"][0]["mode"] = "kubernetes"
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan))
+    with pytest.raises(OracleError, match=r"(?s)plan\.schema\.json.*checks/0/mode.*egressGateway.*tlsModeLabel"):
+        run_oracle(path, cache_dir=tmp_path)
+    assert go.argvs() == []
+
+
 def test_timeouts_scale_together() -> None:
     scaled = OracleTimeouts(build=10, run=2).scaled(3)
     assert (scaled.build, scaled.run) == (30, 6)
