@@ -507,6 +507,40 @@ def test_with_the_label_tls_passthrough_is_wrapped_in_mtls_and_refused(predict: 
     assert "predicted tls-reset" in probe.reasons[0] and "no filter chain" in probe.reasons[0]
 
 
+@real_oracle
+def test_a_namespace_deny_needs_mtls_to_the_gateway(predict: Callable[[Plan], OracleReport]) -> None:
+    """Over a plaintext hop the gateway knows no caller identity: a DENY on the source namespace never matches."""
+    plan = only(load("egw-seed003"), "EGW-04")
+    check = check_of(plan, "EGW-04")
+    deny = {
+        "apiVersion": "security.istio.io/v1",
+        "kind": "AuthorizationPolicy",
+        "metadata": {"name": "deny-default", "namespace": "istio-system"},
+        "spec": {
+            "action": "DENY",
+            "selector": {"matchLabels": {"istio": "egressgateway"}},
+            "rules": [{"from": [{"source": {"namespaces": ["default"]}}]}],
+        },
+    }
+    probe = next(a for a in check["actions"] if a["type"] == "probe")
+    probe["expect"] = {"outcome": "http(403)"}
+    probe["until"] = "holds"
+    check["actions"] = [a for a in check["actions"] if a["type"] != "log"]
+    check["actions"].insert(
+        check["actions"].index(probe), {"type": "apply", "step": "deny", "sources": [], "resources": [deny]}
+    )
+    for seq, action in enumerate(check["actions"], start=1):
+        action["seq"] = seq
+    report = predict(plan)
+    verdict = report.verdicts[("EGW-04", "sidecar")]
+    assert verdict.verdict is Verdict.DISAGREES
+    assert verdict.probes[0].hop == GATEWAY
+    (prediction,) = report.predictions["probes"]
+    gateway = prediction["hops"][1]
+    assert gateway["call"]["tls"] == "plaintext" and "principal" not in gateway["call"]
+    assert gateway["rbac"]["decision"] == "allow" and "without mTLS" in gateway["rbac"]["reason"]
+
+
 # Branches and istioctl.
 
 
