@@ -384,7 +384,7 @@ class OracleReport:
 def describe_path(prediction: Mapping[str, Any]) -> str:
     """One line per prediction: each hop's listener/chain, route and cluster, then where it ends."""
     parts: list[str] = []
-    for hop in prediction.get("hops", []):
+    for hop in prediction.get("hops") or []:
         name = f"{hop.get('proxy')} {hop.get('workload')}"
         if not hop.get("simulated"):
             parts.append(f"{name} (not simulated)")
@@ -537,7 +537,7 @@ def _last_hop(prediction: Mapping[str, Any]) -> str | None:
 def _hops_at(prediction: Mapping[str, Any], proxy: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [
         h
-        for h in prediction.get("hops", [])
+        for h in prediction.get("hops") or []
         if h.get("proxy") == proxy["kind"] and h.get("workload") == proxy["workload"]
     ]
 
@@ -612,7 +612,8 @@ def _judge_probe(
     prediction = predictions[action["probe"]]
     mesh = _Judgement()
     _judge_outcome(action, prediction, mesh)
-    for log in check.get("actions", []):
+    walked = prediction.get("outcome", {}).get("class") != "not-predicted"
+    for log in check.get("actions", []) if walked else ():
         if log.get("type") == "log" and log.get("probe") == action["probe"]:
             _judge_log(log, prediction, mesh, predictions.get(log.get("controlProbe") or ""))
     unjudged = list(prediction.get("notPredicted") or ())

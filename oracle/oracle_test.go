@@ -119,20 +119,25 @@ func TestPredict(t *testing.T) {
 			world := BuildWorld(plan, c, pps[0].State)
 			var got []ProbePrediction
 			completed := false
-			t.Run(c.ID+"/"+c.Mode+"/"+fp, func(t *testing.T) {
-				env := newStateEnv(t, world, b.ProxyVersion)
-				for _, pp := range pps {
-					got = append(got, env.Predict(pp))
-				}
-				completed = true
-			})
+			failure := "the fake istiod failed on this state's configuration (see the oracle's log)"
+			if err := world.Validate(); err != nil {
+				failure = err.Error()
+			} else {
+				t.Run(c.ID+"/"+c.Mode+"/"+fp, func(t *testing.T) {
+					env := newStateEnv(t, world, b.ProxyVersion)
+					for _, pp := range pps {
+						got = append(got, env.Predict(pp))
+					}
+					completed = true
+				})
+			}
 			if !completed {
 				got = nil
 				for _, pp := range pps {
-					got = append(got, ProbePrediction{Check: c.ID, Mode: c.Mode, Probe: pp.Action.Probe, Seq: pp.Action.Seq,
+					got = append(got, ProbePrediction{Check: c.ID, Mode: c.Mode, Probe: pp.Action.Probe, Seq: pp.Action.Seq, Hops: []Hop{},
 						Client: pp.Action.Client, Display: pp.Action.Request.Display, State: fp,
 						Outcome:      Outcome{Class: ClassNotPredicted, Detail: "istiod could not be simulated for this state"},
-						NotPredicted: []string{"the fake istiod failed on this state's configuration (see the oracle's log)"}})
+						NotPredicted: []string{failure}})
 				}
 			}
 			preds.Probes = append(preds.Probes, got...)

@@ -580,7 +580,7 @@ func selectorMatches(sel map[string]any, labels map[string]string) bool {
 func (e *stateEnv) Predict(pp ProbePoint) ProbePrediction {
 	a := pp.Action
 	pred := ProbePrediction{Check: e.w.Check.ID, Mode: e.w.Check.Mode, Probe: a.Probe, Seq: a.Seq, Client: a.Client,
-		Display: a.Request.Display, State: pp.State.Fingerprint(e.w.Check.Mode), Adaptations: pp.State.Adaptations}
+		Display: a.Request.Display, State: pp.State.Fingerprint(e.w.Check.Mode), Adaptations: pp.State.Adaptations, Hops: []Hop{}}
 	ws := &walkState{pred: &pred}
 	wl := e.w.Check.workload(a.Client)
 	if wl == nil {

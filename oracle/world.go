@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"sigs.k8s.io/yaml"
+
+	"istio.io/istio/pilot/pkg/config/kube/crd"
 )
 
 // What the oracle does with each kind of applied object.
@@ -446,4 +448,13 @@ func (w *World) ExternalHostOf(ip string) string {
 	}
 	sort.Strings(names)
 	return strings.Join(names, ",")
+}
+
+// Validate parses the state's configuration as the fake istiod will, so that an object it cannot read is
+// reported by name instead of failing the simulation.
+func (w *World) Validate() error {
+	if _, _, err := crd.ParseInputs(w.ConfigYAML); err != nil {
+		return fmt.Errorf("istiod cannot read this state's configuration: %v", err)
+	}
+	return nil
 }

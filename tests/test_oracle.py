@@ -450,6 +450,20 @@ def test_a_service_entry_removed_under_registry_only_disagrees_at_the_client_sid
     assert "predicted http(502)" in probe.reasons[0] and "block_all" in probe.reasons[0]
 
 
+@real_oracle
+def test_a_state_istiod_cannot_read_is_not_predicted_and_the_others_still_are(
+    predict: Callable[[Plan], OracleReport],
+) -> None:
+    plan = only(load("egw-seed003"), "EGW-01", "EGW-03")
+    (entry,) = resources_of(check_of(plan, "EGW-03"), "ServiceEntry")
+    entry["spec"]["ports"][0]["number"] = "eighty"
+    report = predict(plan)
+    broken = report.verdicts[("EGW-03", "sidecar")]
+    assert broken.verdict is Verdict.NOT_PREDICTED
+    assert any("cannot read this state's configuration" in r for p in broken.probes for r in p.reasons)
+    assert report.verdicts[("EGW-01", "sidecar")].verdict is Verdict.AGREES
+
+
 # Sidecar -> egress gateway mTLS: the adaptation each gateway variant needs (spec, top of the sidecar profile).
 
 
