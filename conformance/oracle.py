@@ -492,6 +492,12 @@ def _judge_outcome(action: Mapping[str, Any], prediction: Mapping[str, Any], jud
         origin = outcome.get("origin") or {}
         if _is_positive_http(expected) and _origin_may_answer(expected, path):
             return
+        if outcome.get("class") == "direct":
+            judgement.cannot_judge(
+                f"no mesh proxy is on the path ({outcome.get('detail')}): whether the client gets {expected} "
+                "depends on the external world or the network, outside the oracle"
+            )
+            return
         if origin.get("known") == "external mTLS ingress" and origin.get("transport") == "mutual-tls":
             judgement.cannot_judge(
                 f"the request is predicted to reach the external mTLS ingress ({outcome.get('detail')}); "
@@ -619,7 +625,10 @@ def _judge_probe(
     unjudged = list(prediction.get("notPredicted") or ())
     if unjudged:
         # Part of the path is outside the oracle: what the mesh does is reported, never a verdict.
-        judgement = _Judgement(Verdict.NOT_PREDICTED, unjudged + [f"on the mesh part alone: {r}" for r in mesh.reasons])
+        mesh_part = [f"on the mesh part alone: {r}" for r in mesh.reasons] or [
+            f"on the mesh part alone: {mesh.verdict.value}"
+        ]
+        judgement = _Judgement(Verdict.NOT_PREDICTED, unjudged + mesh_part)
     else:
         judgement = mesh
     if analysis is not None:

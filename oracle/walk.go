@@ -604,6 +604,10 @@ func (e *stateEnv) Predict(pp ProbePoint) ProbePrediction {
 		ws.notPredicted(note)
 	}
 	addr, ok := e.w.ResolveHost(req.host)
+	if !ok && e.w.externalWorldService(req.host) {
+		addr, ok = unknownServiceAddress, true
+		ws.pred.Assumptions = append(ws.pred.Assumptions, req.host+" resolves (cluster DNS) to the ClusterIP of an external-world Service, an address istiod does not know (stood in for by "+unknownServiceAddress+")")
+	}
 	switch wl.Dataplane {
 	case "sidecar":
 		if !ok {

@@ -425,6 +425,21 @@ func (w *World) ResolveHost(h string) (string, bool) {
 	return "", false
 }
 
+// unknownServiceAddress stands for the ClusterIP of a Service of the external world: istiod does not see
+// those Services, so any address no mesh Service or ServiceEntry claims behaves the same (TEST-NET-1).
+const unknownServiceAddress = "192.0.2.10"
+
+// externalWorldService tells whether a host names a Service in the external world's namespace.
+func (w *World) externalWorldService(h string) bool {
+	ns := w.Plan.ExternalWorld.Namespace
+	for _, suffix := range []string{"." + ns + ".svc." + clusterDomain, "." + ns + ".svc", "." + ns} {
+		if ns != "" && strings.HasSuffix(h, suffix) && !strings.Contains(strings.TrimSuffix(h, suffix), ".") {
+			return true
+		}
+	}
+	return false
+}
+
 // gatewayTargetPort is the egress gateway pod's port behind a Service port (0: no such port).
 func (w *World) gatewayTargetPort(port int) int {
 	for _, p := range w.Plan.EgressGateway.Ports {
@@ -439,6 +454,9 @@ func (w *World) gatewayTargetPort(port int) int {
 func (w *World) ExternalHostOf(ip string) string {
 	if ip == w.Plan.ExternalWorld.IngressAddress {
 		return "external mTLS ingress"
+	}
+	if ip == unknownServiceAddress {
+		return "an external-world Service"
 	}
 	var names []string
 	for h, a := range w.Plan.ExternalWorld.Hosts {

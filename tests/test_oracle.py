@@ -233,6 +233,15 @@ def test_reaching_the_origin_agrees_with_its_answer_not_with_envoys_own_codes() 
     assert judged([probe_action("http(503)", url="http://httpbin.org/status/503")], ROUTED) is Verdict.AGREES
 
 
+def test_without_a_mesh_proxy_only_the_origins_own_answers_agree() -> None:
+    direct = {
+        "hops": [{"proxy": "none", "workload": "external-probe/probe", "simulated": False}],
+        "outcome": {"class": "direct", "clientObserves": "origin", "origin": {"address": "10.96.0.9", "port": 443}},
+    }
+    assert judged([probe_action("http(200)")], direct) is Verdict.AGREES
+    assert judged([probe_action("tls-reset", "holds")], direct) is Verdict.NOT_PREDICTED
+
+
 def test_log_fields_are_compared_on_the_named_proxy() -> None:
     same = log_action("sidecar", "default/sleep", {"upstream_cluster": {"equals": "outbound|80||aliyun.com"}})
     other = log_action("sidecar", "default/sleep", {"upstream_cluster": {"equals": "BlackHoleCluster"}})
@@ -462,6 +471,22 @@ def test_a_state_istiod_cannot_read_is_not_predicted_and_the_others_still_are(
     assert broken.verdict is Verdict.NOT_PREDICTED
     assert any("cannot read this state's configuration" in r for p in broken.probes for r in p.reasons)
     assert report.verdicts[("EGW-01", "sidecar")].verdict is Verdict.AGREES
+
+
+@real_oracle
+def test_an_external_world_service_name_is_an_address_istiod_does_not_know(
+    predict: Callable[[Plan], OracleReport],
+) -> None:
+    plan = only(load("egw-seed003"), "EGW-02")
+    check = check_of(plan, "EGW-02")
+    probe = next(a for a in check["actions"] if a["type"] == "probe")
+    probe["request"]["url"] = "http://aliyun-com.external.svc.cluster.local"
+    log = next(a for a in check["actions"] if a["type"] == "log")
+    log["fields"] = {"route_name": {"equals": "block_all"}, "response_code": {"equals": 502}}
+    report = predict(plan)
+    verdict = report.verdicts[("EGW-02", "sidecar")]
+    assert verdict.verdict is Verdict.AGREES
+    assert any("external-world Service" in a for a in verdict.probes[0].assumptions)
 
 
 # Sidecar -> egress gateway mTLS: the adaptation each gateway variant needs (spec, top of the sidecar profile).
