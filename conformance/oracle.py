@@ -30,8 +30,14 @@ expectations::
   way it expects (``http(502)``: REGISTRY_ONLY ``block_all``; ``http(403)``: an RBAC deny; ``tls-reset``:
   BlackHoleCluster or a refused TLS connection; ...). Whatever the oracle cannot judge (ztunnel,
   NetworkPolicy, DNS, the external world, a TLS handshake with the origin) makes the check
-  ``not-predicted`` with the reason; it never counts as agreeing. An ``istioctl analyze`` error in a
-  probe's state is a disagreement.
+  ``not-predicted`` with the reason (and what the mesh part alone gives); it never counts as agreeing.
+  ``present: false`` with a ``controlProbe`` also needs the control request predicted to reach that
+  proxy. An ``istioctl analyze`` error in a probe's state is a disagreement; its warnings are listed.
+* A disagreement names the hop where prediction and expectation part (``ProbeVerdict.hop``: e.g.
+  ``egress-gateway istio-system/istio-egressgateway``, ``sidecar default/sleep``, ``istioctl analyze``).
+* The plan is checked against ``conformance/schemas/plan.schema.json`` first (``load_plan``).
+* ``run_manifest_generate`` renders ``manifests/istio/{sidecar,ambient}.yaml`` with the same binary's
+  istioctl and lists every failed assertion on the rendered egress gateway, mesh config and ambient parts.
 """
 
 from __future__ import annotations
