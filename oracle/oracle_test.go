@@ -1,0 +1,155 @@
+package oracle
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"runtime"
+	"testing"
+
+	"istio.io/istio/pilot/pkg/simulation"
+	istiolog "istio.io/istio/pkg/log"
+)
+
+var (
+	planFlag      = flag.String("oracle.plan", "", "plan.json to predict")
+	outFlag       = flag.String("oracle.out", "", "where to write the predictions (JSON)")
+	analyzeFlag   = flag.Bool("oracle.analyze", true, "run istioctl analyze over every probe state")
+	onlyCheckFlag = flag.String("oracle.check", "", "predict only this check ID")
+	manifestsFlag = flag.String("oracle.manifests", "", "directory holding the IstioOperator overlays sidecar.yaml and ambient.yaml")
+	tagFlag       = flag.String("oracle.tag", "", "image tag for manifest generate (default: the branch's release)")
+	hubFlag       = flag.String("oracle.hub", "docker.io/istio", "image hub for manifest generate")
+	manifestOut   = flag.String("oracle.manifest-out", "", "where to write the manifest-generate summary (JSON)")
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	// The fake control plane logs every push and complains about CRD annotations of its own fake cluster;
+	// the oracle's output is its JSON file, and a failed state is reported there.
+	opts := istiolog.DefaultOptions()
+	opts.SetDefaultOutputLevel(istiolog.OverrideScopeName, istiolog.NoneLevel)
+	_ = istiolog.Configure(opts)
+	os.Exit(m.Run())
+}
+
+// branchInfo names the Istio code this binary was built from.
+type branchInfo struct {
+	Module, Version, Branch, ProxyVersion, Release string
+}
+
+var knownBranches = map[string]branchInfo{
+	"v0.0.0-20260826214018-9739e10eb9d7": {Branch: "release-1.30", ProxyVersion: "1.30.3", Release: "1.30.3"},
+	"v0.0.0-20260827124520-eed52ebb66ad": {Branch: "release-1.31", ProxyVersion: "1.31.0", Release: "1.31.0-rc.0"},
+}
+
+// istioBranch reads the istio.io/istio version this binary was built from out of the source path the Go
+// toolchain records for Istio's functions (module cache path, or module@version with -trimpath): test
+// binaries carry no module build info.
+func istioBranch() branchInfo {
+	file, _ := runtime.FuncForPC(reflect.ValueOf(simulation.NewSimulation).Pointer()).FileLine(reflect.ValueOf(simulation.NewSimulation).Pointer())
+	version := "unknown"
+	if m := regexp.MustCompile(`istio\.io/istio@([^/]+)/`).FindStringSubmatch(file); m != nil {
+		version = m[1]
+	}
+	b, ok := knownBranches[version]
+	if !ok {
+		b = branchInfo{Branch: "unknown", ProxyVersion: "1.30.0", Release: "1.30.0"}
+	}
+	b.Module, b.Version = "istio.io/istio", version
+	return b
+}
+
+func writeJSON(t *testing.T, path string, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if path == "" {
+		fmt.Println(string(b))
+		return
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPredict is the oracle: -oracle.plan=plan.json -oracle.out=predictions.json.
+func TestPredict(t *testing.T) {
+	if *planFlag == "" {
+		t.Skip("no -oracle.plan given")
+	}
+	plan, err := LoadPlan(*planFlag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := istioBranch()
+	preds := Predictions{APIVersion: "egress-conformance.io/v1alpha1", Kind: "Predictions",
+		IstioModule: b.Module + "@" + b.Version, IstioBranch: b.Branch, PlanIstio: plan.IstioVersion,
+		Probes: []ProbePrediction{}, Analysis: []StateAnalysis{}, Skipped: []CheckNote{}}
+	dir := t.TempDir()
+	for ci := range plan.Checks {
+		c := &plan.Checks[ci]
+		if *onlyCheckFlag != "" && c.ID != *onlyCheckFlag {
+			continue
+		}
+		if c.NotApplicable != "" {
+			preds.Skipped = append(preds.Skipped, CheckNote{Check: c.ID, Mode: c.Mode, Reason: "not applicable: " + c.NotApplicable})
+			continue
+		}
+		points, err := Replay(plan, c)
+		if err != nil {
+			preds.Skipped = append(preds.Skipped, CheckNote{Check: c.ID, Mode: c.Mode, Reason: err.Error()})
+			continue
+		}
+		// One fake istiod per distinct state, in the order the probes run.
+		var order []string
+		groups := map[string][]ProbePoint{}
+		for _, pp := range points {
+			fp := pp.State.Fingerprint(c.Mode)
+			if _, ok := groups[fp]; !ok {
+				order = append(order, fp)
+			}
+			groups[fp] = append(groups[fp], pp)
+		}
+		for _, fp := range order {
+			pps := groups[fp]
+			world := BuildWorld(plan, c, pps[0].State)
+			var got []ProbePrediction
+			completed := false
+			failure := "the fake istiod failed on this state's configuration (see the oracle's log)"
+			if err := world.Validate(); err != nil {
+				failure = err.Error()
+			} else {
+				t.Run(c.ID+"/"+c.Mode+"/"+fp, func(t *testing.T) {
+					env := newStateEnv(t, world, b.ProxyVersion)
+					for _, pp := range pps {
+						got = append(got, env.Predict(pp))
+					}
+					completed = true
+				})
+			}
+			if !completed {
+				got = nil
+				for _, pp := range pps {
+					got = append(got, ProbePrediction{Check: c.ID, Mode: c.Mode, Probe: pp.Action.Probe, Seq: pp.Action.Seq, Hops: []Hop{},
+						Client: pp.Action.Client, Display: pp.Action.Request.Display, State: fp,
+						Outcome:      Outcome{Class: ClassNotPredicted, Detail: "istiod could not be simulated for this state"},
+						NotPredicted: []string{failure}})
+				}
+			}
+			preds.Probes = append(preds.Probes, got...)
+			if *analyzeFlag {
+				sa := Analyze(world, dir)
+				sa.State = fp
+				for _, pp := range pps {
+					sa.Probes = append(sa.Probes, pp.Action.Probe)
+				}
+				preds.Analysis = append(preds.Analysis, sa)
+			}
+		}
+	}
+	writeJSON(t, *outFlag, preds)
+}
