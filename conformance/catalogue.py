@@ -88,6 +88,8 @@ class Check:
     tier: Tier = Tier.CORE
     #: Reason the check does not apply to upstream Istio; the check then has no test.
     not_applicable: str | None = None
+    #: A known, explained disagreement between the check's expectation and the routing oracle's prediction.
+    oracle_disagreement: str | None = None
     #: Cross-reference rules (``conformance.crossref``) the documented configuration breaks on purpose — a
     #: pitfall the seed shows —, each as (rule, why). Any other rule the check's plan breaks is an error.
     breaks_rules: tuple[tuple[str, str], ...] = ()

@@ -10,6 +10,7 @@ times, and — when it failed — its evidence files (``conformance.failures``).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import secrets
 from collections.abc import Mapping, Sequence
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from conformance import PROJECT_ROOT, evidence, progress, redaction, summary
+from conformance.catalogue import CATALOGUE
 from conformance.environment import RunEnvironment, git_commit
 from conformance.failures import EVIDENCE_KEY
 from conformance.fixtures import CHECK_RUN_KEY, ENVIRONMENT_KEY, PLAN_KEY
@@ -41,6 +43,8 @@ from conformance.report import (
 )
 from conformance.settings import Settings
 
+#: The routing oracle's verdicts, beside the plan (``--plan --oracle``).
+ORACLE_FILE = "oracle.json"
 PLANNED_REASON = "planned: a plan run walks the check without carrying anything out"
 
 
@@ -115,6 +119,12 @@ class ReportCollector:
             return
         records = list(self.records.values())
         records += catalogue_gaps(records, self.implemented)
+        plan = session.config.stash.get(PLAN_KEY, None)
+        if plan is not None:
+            plan_path = plan.write(self.settings.report_dir)
+            progress.info(f"plan written to {plan_path}")
+            if self.settings.oracle:
+                self._judge_with_oracle(session, plan_path)
         commit, dirty = git_commit(PROJECT_ROOT)
         failure = kept(session.config)
         run = RunInfo(
@@ -142,10 +152,48 @@ class ReportCollector:
         if allure_dir:
             evidence.write_environment_properties(Path(allure_dir), allure_environment(report))
             evidence.write_categories(Path(allure_dir))
-        plan = session.config.stash.get(PLAN_KEY, None)
-        if plan is not None:
-            plan_path = plan.write(report_dir)
-            progress.info(f"plan written to {plan_path}")
+
+    def _judge_with_oracle(self, session: pytest.Session, plan_path: Path) -> None:
+        """The routing oracle's verdict on every planned check, into its report entry and ``oracle.json``.
+
+        A disagreement the catalogue does not explain (``Check.oracle_disagreement``) fails the run; an
+        oracle that cannot be built or run is an error of the run, never a verdict.
+        """
+        from conformance.oracle import OracleError, OracleTimeouts, Verdict, run_oracle
+
+        try:
+            with progress.step("routing oracle: predicting every probe's path with Istio's own code"):
+                oracle = run_oracle(
+                    plan_path,
+                    cache_dir=self.settings.cache_dir,
+                    timeouts=OracleTimeouts().scaled(self.settings.timeout_scale),
+                )
+        except OracleError as exc:
+            progress.info(f"routing oracle failed: {exc}")
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+            return
+        oracle_path = self.settings.report_dir / ORACLE_FILE
+        oracle_path.write_text(json.dumps(oracle.as_dict(), indent=2) + "\n", encoding="utf-8")
+        by_check = {(r.check_id, r.mode): r for r in self.records.values()}
+        unexplained = []
+        for (check_id, mode), verdict in oracle.verdicts.items():
+            record = by_check.get((check_id, mode))
+            entry = {k: v for k, v in verdict.as_dict().items() if k not in ("id", "mode")}
+            known = CATALOGUE[check_id].oracle_disagreement if check_id in CATALOGUE else None
+            if verdict.verdict is Verdict.DISAGREES:
+                if known:
+                    entry["knownDisagreement"] = known
+                else:
+                    unexplained.append(verdict)
+            if record is not None:
+                record.details["oracle"] = entry
+        summary_line = ", ".join(f"{k} {v}" for k, v in oracle.as_dict()["summary"].items())
+        progress.info(f"routing oracle ({oracle.branch.name}): {summary_line}; written to {oracle_path}")
+        for verdict in unexplained:
+            hops = "; ".join(f"{p.probe}: {p.hop}" for p in verdict.probes if p.hop) or "; ".join(verdict.reasons)
+            progress.info(f"routing oracle DISAGREES with {verdict.check_id} ({verdict.mode}): {hops}")
+        if unexplained:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     @pytest.hookimpl(trylast=True)
     def pytest_unconfigure(self, config: pytest.Config) -> None:

@@ -48,9 +48,10 @@ def runtime(request: pytest.FixtureRequest, settings: Settings, mesh: Any) -> It
     """What carries the scenarios out in this data-plane mode: the cluster, or the plan."""
     mode: MeshMode = mesh.mode
     if settings.plan:
-        from conformance.planning import PlanRuntime
+        from conformance.planning import PlanRuntime, planned_egress_gateway
 
-        yield PlanRuntime(mode, settings.timeouts, istio_version=settings.istio_version)
+        gateway = planned_egress_gateway(settings.plan_gateway)
+        yield PlanRuntime(mode, settings.timeouts, gateway=gateway, istio_version=settings.istio_version)
         return
     from conformance.live import LiveRuntime
 

@@ -526,7 +526,10 @@ def _judge_outcome(action: Mapping[str, Any], prediction: Mapping[str, Any], jud
         judgement.cannot_judge(f"the request loops ({outcome.get('detail')}); the exact failure is not predicted")
         return
     predicted = (
-        [Outcome.parse(observed)] if observed != "reset" else [Outcome(OutcomeKind.EMPTY_REPLY), Outcome.other(56)]
+        # A connection Envoy resets before answering: curl calls it conn-reset on http, tls-reset on https.
+        [Outcome.parse(observed)]
+        if observed != "reset"
+        else [Outcome(OutcomeKind.CONN_RESET), Outcome(OutcomeKind.TLS_RESET)]
     )
     if not any(expected.matches(p) for p in predicted):
         judgement.disagree(f"expected {expected}, predicted {observed}: {outcome.get('detail')}", at)

@@ -41,7 +41,7 @@ from conformance.runtime import (
     Workload,
     WorkloadSpec,
 )
-from conformance.settings import MeshMode
+from conformance.settings import MeshMode, PlanGateway
 from conformance.timeouts import Timeouts
 from conformance.versions import DEFAULT_ISTIO_VERSION
 from conformance.workloads import WORKLOADS, namespace_labels
@@ -86,6 +86,15 @@ def overlay_egress_gateway() -> EgressGatewayInfo:
     return EgressGatewayInfo(
         ISTIO_NAMESPACE, str(gateway["name"]), EGRESS_GATEWAY_SERVICE_ACCOUNT, dict(EGRESS_GATEWAY_POD_LABELS), ports
     )
+
+
+def planned_egress_gateway(variant: PlanGateway) -> EgressGatewayInfo:
+    """The overlay's egress gateway, its pods labelled as the chosen variant has them."""
+    gateway = overlay_egress_gateway()
+    if variant is PlanGateway.UPSTREAM:
+        return gateway
+    labels = {**gateway.pod_labels, EgressGatewayInfo.TLS_MODE_LABEL: "istio"}
+    return EgressGatewayInfo(gateway.namespace, gateway.name, gateway.service_account, labels, gateway.ports)
 
 
 class PlanRuntime:

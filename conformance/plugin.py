@@ -109,9 +109,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(ReportCollector(settings, config), "egress-conformance-report")
         config.pluginmanager.register(FailureHandling(settings), "egress-conformance-failures")
         if settings.plan:
-            from conformance.planning import Plan
+            from conformance.planning import Plan, planned_egress_gateway
 
-            config.stash[PLAN_KEY] = Plan(settings.istio_version)
+            config.stash[PLAN_KEY] = Plan(settings.istio_version, planned_egress_gateway(settings.plan_gateway))
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:

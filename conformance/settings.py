@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,15 @@ class IstioSource(enum.StrEnum):
     INSTALL = "install"
     #: Istio is already installed; detect version and mode, install nothing.
     EXISTING = "existing"
+
+
+class PlanGateway(enum.StrEnum):
+    """The egress gateway a plan run assumes (a real run reads the installed one)."""
+
+    #: As upstream's chart installs it: pods without ``security.istio.io/tlsMode``.
+    UPSTREAM = "upstream"
+    #: Pods labelled ``security.istio.io/tlsMode=istio``, as some managed meshes have it.
+    LABELLED = "labelled"
 
 
 class EtpProvider(enum.StrEnum):
@@ -99,6 +109,20 @@ OPTIONS: tuple[Option, ...] = (
         str(Path("~/.cache/egress-conformance")),
     ),
     Option(
+        "--oracle",
+        "EGRESS_ORACLE",
+        "with --plan: predict every probe's path with Istio's own code (the routing oracle, built with Go on first "
+        "use) and compare it with each check's expectation",
+        is_flag=True,
+    ),
+    Option(
+        "--plan-gateway",
+        "EGRESS_PLAN_GATEWAY",
+        "with --plan: the egress gateway to plan for: upstream (as Istio's chart installs it) or labelled (pods "
+        "labelled security.istio.io/tlsMode=istio, as some managed meshes have it)",
+        PlanGateway.UPSTREAM.value,
+    ),
+    Option(
         "--etp-provider",
         "EGRESS_ETP_PROVIDER",
         "what expresses the ETP checks' egress traffic policies: native (Istio resources) or vendor (the "
@@ -152,6 +176,10 @@ class Settings:
     #: Plan mode: no cluster; every check is walked and recorded, nothing is carried out.
     plan: bool = False
     etp_provider: EtpProvider = EtpProvider.NATIVE
+    #: With ``plan``: judge the plan with the routing oracle.
+    oracle: bool = False
+    #: With ``plan``: the egress gateway the plan assumes.
+    plan_gateway: PlanGateway = PlanGateway.UPSTREAM
     #: The vendor's description of the Istio under test (``--implementation-file``); None when not given.
     implementation: Implementation | None = None
     #: Stop at the first failed check and leave everything in place for inspection.
@@ -247,6 +275,15 @@ class Settings:
         plan = need("plan") == "true"
         implementation = _implementation(raw.get("implementation_file"))
         keep_on_failure = need("keep_on_failure") == "true"
+        oracle = need("oracle") == "true"
+        if oracle and not plan:
+            raise SettingsError("--oracle judges the plan of a run: add --plan")
+        if oracle and shutil.which("go") is None:
+            raise SettingsError(
+                "--oracle builds the routing oracle from Istio's source with Go (>= 1.25), which is not on PATH; "
+                "install it from https://go.dev/dl/ or drop --oracle"
+            )
+        plan_gateway = PlanGateway(_choice("--plan-gateway", need("plan_gateway"), tuple(g.value for g in PlanGateway)))
         if keep_on_failure and plan:
             raise SettingsError(
                 "--keep-on-failure keeps a failed check's resources on the cluster; a --plan run creates none, "
@@ -275,6 +312,8 @@ class Settings:
             plan=plan,
             implementation=implementation,
             keep_on_failure=keep_on_failure,
+            oracle=oracle,
+            plan_gateway=plan_gateway,
         )
 
 
@@ -357,8 +396,6 @@ def _executable(flag: str, value: str | None) -> Path | None:
     path = Path(value).expanduser()
     if path.is_file() and os.access(path, os.X_OK):
         return path.resolve()
-    import shutil
-
     found = shutil.which(value)
     if found is None:
         raise SettingsError(f"{flag}: {value!r} is neither an executable file nor a command on PATH")
