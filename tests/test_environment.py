@@ -13,6 +13,7 @@ import pytest
 
 from conformance.environment import RunEnvironment, detect_cni, git_commit, running_images
 from conformance.kube import Kube
+from conformance.timeouts import Timeouts
 from tests.fake_apiserver import DEFAULT_RESOURCES, FAKE_GIT_VERSION, PROXY_VARIABLES, FakeApiServer, write_kubeconfig
 from tests.test_failure_evidence import EVENTS, NODES
 
@@ -96,7 +97,10 @@ def test_what_could_not_be_read_is_recorded(tmp_path: Path) -> None:
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with Kube(write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{port}"), request_timeout=2) as client:
+    # Short deadlines: an unreachable server would otherwise be looked up again for the whole discovery deadline.
+    timeouts = Timeouts(discovery=0.5, apply=0.5)
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{port}")
+    with Kube(kubeconfig, request_timeout=2, timeouts=timeouts) as client:
         environment = RunEnvironment()
         environment.observe_cluster(client)
         environment.observe_data_plane(client, "sidecar", ["default"])
