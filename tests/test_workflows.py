@@ -305,8 +305,11 @@ def test_certification_guide_runs_the_suite_as_the_readme_does() -> None:
         for line in block.replace("\\\n", " ").splitlines()
     ]
     suite_lines = [line for line in lines if "pytest" in line]
-    assert len(suite_lines) == 2  # the certification run, and the reproduction of a failure
-    certification_run, reproduction = suite_lines
+    # The certification run, the plan of a failed check (no cluster), and the reproduction of the failure.
+    assert len(suite_lines) == 3
+    certification_run, plan, reproduction = suite_lines
+    plan_options, plan_selection = plan.split("#", 1)[0].strip().rsplit(" -k ", 1)
+    assert "--plan" in options_of(plan_options) and plan_selection == reproduction.rsplit(" -k ", 1)[1]
     assert options_of(certification_run)["--istio"] == "existing"
     # The reproduction narrows the run to one check with -k (so it certifies nothing); the rest are options.
     narrowed, selection = reproduction.rsplit(" -k ", 1)
