@@ -19,7 +19,7 @@ from typing import Any
 from conformance import evidence, failure_evidence
 from conformance.accesslog import AccessLogEntry, LogExpectation, entries_for_probe, entries_in_window
 from conformance.expect import ExpectationFailed, consistently, eventually
-from conformance.external import PROBE_CONTAINER, PROBE_SELECTOR, ExternalWorld
+from conformance.external import ExternalWorld
 from conformance.failure_evidence import ClusterAccess, CommandOutput, EvidenceCollection
 from conformance.istio_components import EGRESS_GATEWAY, ISTIO_NAMESPACE
 from conformance.kube import Kube, KubeError, ObjectRef
@@ -34,13 +34,14 @@ from conformance.runtime import (
     LogLookup,
     LogSource,
     Observation,
+    RuntimeBase,
     Until,
     Workload,
     WorkloadSpec,
 )
 from conformance.settings import MeshMode
 from conformance.timeouts import Timeouts
-from conformance.workloads import SIDECAR_CONTAINER, WorkloadDeployer, pod_has_sidecar
+from conformance.workloads import SIDECAR_CONTAINER, WorkloadDeployer, pod_has_sidecar, probe_client_spec
 
 #: Positive and negative checks alike need this many matching probes in a row.
 CONSECUTIVE = 3
@@ -133,7 +134,7 @@ class LiveDiagnostics:
         return self._istioctl
 
 
-class LiveRuntime:
+class LiveRuntime(RuntimeBase):
     """Carries scenario requests out on a cluster, in one data-plane mode."""
 
     planning = False
@@ -147,10 +148,8 @@ class LiveRuntime:
         istio_version: str,
         diagnostics: LiveDiagnostics | None = None,
     ) -> None:
+        super().__init__(mode, timeouts, istio_version)
         self._kube = kube
-        self._istio_version = istio_version
-        self._mode = mode
-        self._timeouts = timeouts
         self._world = world
         self._diagnostics = diagnostics
         #: Namespaces of the workloads this runtime deployed (their running images go into the report).
@@ -159,18 +158,6 @@ class LiveRuntime:
         self._deployer = WorkloadDeployer(kube, mode, timeouts, world.create_client_secrets)
         self._gateway: EgressGatewayInfo | None = None
         self._gateway_looked_up = False
-
-    @property
-    def mode(self) -> MeshMode:
-        return self._mode
-
-    @property
-    def timeouts(self) -> Timeouts:
-        return self._timeouts
-
-    @property
-    def istio_version(self) -> str:
-        return self._istio_version
 
     # ------------------------------------------------------------------------------------ configuration
 
@@ -216,11 +203,7 @@ class LiveRuntime:
 
     def probe_client(self) -> Workload:
         pod = self._world.probe_pod()
-        spec = WorkloadSpec(
-            self._world.probe_namespace, "probe", "external/probe-client.yaml", PROBE_CONTAINER, "default",
-            dict(item.split("=", 1) for item in PROBE_SELECTOR.split(",")), in_mesh=False,
-        )  # fmt: skip
-        return Workload(spec, pod.name, pod.ip or "", Dataplane.NONE, {})
+        return Workload(probe_client_spec(self._world.probe_namespace), pod.name, pod.ip or "", Dataplane.NONE, {})
 
     def await_sidecar(self, client: Workload) -> None:
         spec = client.spec

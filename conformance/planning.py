@@ -23,7 +23,7 @@ import jsonschema
 from conformance import DOCUMENT_API_VERSION, __version__, manifests
 from conformance.accesslog import AccessLogEntry, LogExpectation
 from conformance.actions import CheckActions
-from conformance.external import DEFAULT_NAMESPACE, INGRESS_HOST, PROBE_CONTAINER, PROBE_SELECTOR, PUBLIC_HOSTS
+from conformance.external import DEFAULT_NAMESPACE, INGRESS_HOST, PUBLIC_HOSTS
 from conformance.istio_components import ISTIO_NAMESPACE
 from conformance.kube import ObjectRef
 from conformance.live import EGRESS_GATEWAY_NAME, SECRET_VARIABLES, scenario_variables
@@ -37,6 +37,7 @@ from conformance.runtime import (
     LogLookup,
     LogSource,
     Observation,
+    RuntimeBase,
     Until,
     Workload,
     WorkloadSpec,
@@ -44,7 +45,7 @@ from conformance.runtime import (
 from conformance.settings import MeshMode, PlanGateway
 from conformance.timeouts import Timeouts
 from conformance.versions import DEFAULT_ISTIO_VERSION
-from conformance.workloads import WORKLOADS, namespace_labels
+from conformance.workloads import WORKLOADS, namespace_labels, probe_client_spec
 
 PLAN_FILE = "plan.json"
 PLAN_SCHEMA = Path(__file__).resolve().parent / "schemas" / "plan.schema.json"
@@ -97,7 +98,7 @@ def planned_egress_gateway(variant: PlanGateway) -> EgressGatewayInfo:
     return EgressGatewayInfo(gateway.namespace, gateway.name, gateway.service_account, labels, gateway.ports)
 
 
-class PlanRuntime:
+class PlanRuntime(RuntimeBase):
     """A runtime that carries nothing out; it answers with planned values."""
 
     planning = True
@@ -109,24 +110,10 @@ class PlanRuntime:
         gateway: EgressGatewayInfo | None = None,
         istio_version: str = DEFAULT_ISTIO_VERSION,
     ) -> None:
-        self._mode = mode
-        self._istio_version = istio_version
-        self._timeouts = timeouts
+        super().__init__(mode, timeouts, istio_version)
         self._gateway = gateway or overlay_egress_gateway()
         self._addresses = planned_host_addresses()
         self._workloads: dict[str, Workload] = {}
-
-    @property
-    def mode(self) -> MeshMode:
-        return self._mode
-
-    @property
-    def timeouts(self) -> Timeouts:
-        return self._timeouts
-
-    @property
-    def istio_version(self) -> str:
-        return self._istio_version
 
     @property
     def host_addresses(self) -> Mapping[str, str]:
@@ -188,10 +175,7 @@ class PlanRuntime:
         return str(hosts[PLANNED_FIRST_POD + len(known) + others])
 
     def probe_client(self) -> Workload:
-        spec = WorkloadSpec(
-            f"{DEFAULT_NAMESPACE}-probe", "probe", "external/probe-client.yaml", PROBE_CONTAINER, "default",
-            dict(item.split("=", 1) for item in PROBE_SELECTOR.split(",")), in_mesh=False,
-        )  # fmt: skip
+        spec = probe_client_spec(f"{DEFAULT_NAMESPACE}-probe")
         if spec.ref not in self._workloads:
             hosts = list(PLANNED_POD_RANGE.hosts())
             self._workloads[spec.ref] = Workload(spec, "probe-planned", str(hosts[9]), Dataplane.NONE, {})

@@ -224,6 +224,27 @@ class Observation:
         return self.result.outcome.describe() if self.result is not None else f"planned: {self.expectation}"
 
 
+class RuntimeBase:
+    """What every runtime holds: the data-plane mode, the run's deadlines and the Istio release."""
+
+    def __init__(self, mode: MeshMode, timeouts: Timeouts, istio_version: str) -> None:
+        self._mode = mode
+        self._timeouts = timeouts
+        self._istio_version = istio_version
+
+    @property
+    def mode(self) -> MeshMode:
+        return self._mode
+
+    @property
+    def timeouts(self) -> Timeouts:
+        return self._timeouts
+
+    @property
+    def istio_version(self) -> str:
+        return self._istio_version
+
+
 class Runtime(Protocol):
     """What scenario code needs done. See the module docstring."""
 

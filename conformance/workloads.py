@@ -18,6 +18,7 @@ from typing import Any
 
 from conformance import manifests, progress
 from conformance.expect import eventually
+from conformance.external import PROBE_CONTAINER, PROBE_MANIFEST, PROBE_SELECTOR
 from conformance.kube import Kube, KubeError, ObjectRef
 from conformance.runtime import Dataplane, Workload, WorkloadSpec
 from conformance.settings import MeshMode
@@ -42,6 +43,12 @@ NGINX = WorkloadSpec("default", "nginx", "workloads/nginx.yaml", "nginx", "defau
 WORKLOADS: Mapping[str, WorkloadSpec] = MappingProxyType(
     {spec.ref: spec for spec in (SLEEP, FRONTEND_SLEEP, FRONTEND_SLEEP_WITHOUT_SIDECAR, SLEEP_A, NGINX)}
 )
+
+
+def probe_client_spec(probe_namespace: str) -> WorkloadSpec:
+    """The external world's own curl pod (``manifests/external/probe-client.yaml``), outside every mesh."""
+    labels = dict(item.split("=", 1) for item in PROBE_SELECTOR.split(","))
+    return WorkloadSpec(probe_namespace, "probe", PROBE_MANIFEST, PROBE_CONTAINER, "default", labels, in_mesh=False)
 
 
 class WorkloadError(RuntimeError):
