@@ -459,3 +459,86 @@ def test_keep_on_failure_leaves_istio_installed_and_stops(
     else:
         result.assert_outcomes(failed=1, passed=1)
         assert log.read_text().splitlines() == ["install sidecar", "uninstall"]
+
+
+def test_an_unreachable_api_server_stops_the_run_with_one_message(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    import yaml
+
+    kubeconfig = tmp_path / "kc"
+    kubeconfig.write_text(
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\nusers: [{name: u, user: {}}]\n"
+    )
+    pytester.makepyfile(
+        test_needs_cluster=(
+            "import pytest\n"
+            "@pytest.mark.egress\n@pytest.mark.sidecar\n@pytest.mark.check('EGW-01')\n"
+            "def test_a(kube): pass\n"
+            "@pytest.mark.egress\n@pytest.mark.sidecar\n@pytest.mark.check('EGW-02')\n"
+            "def test_b(kube): pass\n"
+        )
+    )
+    report_dir = tmp_path / "reports"
+    result = run(pytester, "-m", "egress", f"--kubeconfig={kubeconfig}", f"--report-dir={report_dir}",
+                 "-p", "no:junitxml")  # fmt: skip
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    output = result.stdout.str() + result.stderr.str()
+    assert "https://127.0.0.1:1" in output and str(kubeconfig) in output
+    assert "Traceback" not in output and "urllib3" not in output
+    assert output.count("egress-conformance: ") == 1
+    report = yaml.safe_load((report_dir / "conformance-report.yaml").read_text())
+    assert report["run"]["status"] == "aborted"
+    assert report["environment"]["istio"].get("version") is None
+    results = {c["id"]: c["result"] for p in report["profiles"] for c in p["checks"]}
+    assert results["EGW-01"] == results["EGW-02"] == "not-run"
+
+
+RECORDING_RUNTIME = """
+import contextlib
+import json
+import os
+import pytest
+from conformance.planning import PlanRuntime
+from conformance.settings import MeshMode
+from conformance.timeouts import DEFAULT_TIMEOUTS
+
+LOG = os.environ["MESH_LOG"]
+
+class Recording(PlanRuntime):
+    planning = False
+
+    @contextlib.contextmanager
+    def outbound_policy(self, mode):
+        with open(LOG, "a") as f:
+            f.write(f"set {mode.value}\\n")
+        try:
+            yield
+        finally:
+            with open(LOG, "a") as f:
+                f.write("restored\\n")
+
+@pytest.fixture(scope="session")
+def runtime(mesh):
+    return Recording(MeshMode.SIDECAR, DEFAULT_TIMEOUTS)
+"""
+
+
+def test_mesh_setting_is_restored_after_a_failing_check(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "mesh.log"
+    monkeypatch.setenv("MESH_LOG", str(log))
+    pytester.makeconftest(RECORDING_RUNTIME)
+    pytester.makepyfile(
+        test_failing=(
+            "from conformance.catalogue import check\n"
+            "from conformance.scenario import REGISTRY_ONLY\n"
+            "@check('EGW-02')\n"
+            "def test_fails_after_changing_the_mesh(step, sleep):\n"
+            "    step.mesh(outbound=REGISTRY_ONLY)\n"
+            "    raise AssertionError('the documented outcome did not come')\n"
+        )
+    )
+    result = run(pytester, "-m", "egress", "--plan", "--mesh-mode", "sidecar", "-p", "no:junitxml")
+    result.assert_outcomes(failed=1)
+    assert log.read_text().splitlines() == ["set REGISTRY_ONLY", "restored"]
