@@ -306,6 +306,23 @@ def run_manifest_generate(
         return _run_test_binary(binary, "TestManifestGenerate", args, timeouts.run, out)
 
 
+@dataclass(frozen=True)
+class IstioctlResult:
+    stdout: str
+    stderr: str
+    exit_code: int
+
+
+def run_istioctl(binary: Path, args: Sequence[str], *, timeouts: OracleTimeouts) -> IstioctlResult:
+    """One istioctl command line run by the oracle binary's own istioctl (the same code as the istioctl
+    of its Istio branch), e.g. ``analyze`` against a live API server."""
+    with tempfile.TemporaryDirectory(prefix="egress-oracle-") as scratch:
+        out = Path(scratch) / "istioctl.json"
+        flags = [f"-oracle.istioctl={json.dumps(list(args))}", f"-oracle.istioctl-out={out}"]
+        result = _run_test_binary(binary, "TestIstioctl", flags, timeouts.run, out)
+    return IstioctlResult(str(result.get("stdout", "")), str(result.get("stderr", "")), int(result["exitCode"]))
+
+
 # --------------------------------------------------------------------------------------------------
 # Comparison
 
