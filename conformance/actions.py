@@ -26,7 +26,7 @@ from conformance.accesslog import (
     Present,
 )
 from conformance.kube import ObjectRef
-from conformance.probe import AnyHttp, AnyOutcome, NotOutcome, Outcome, ResponseExpectation
+from conformance.probe import ResponseExpectation
 from conformance.redaction import REDACTED
 
 Document = dict[str, Any]
@@ -91,10 +91,6 @@ def expectation_dict(expectation: ResponseExpectation) -> dict[str, Any]:
     if expectation.json_fields:
         data["jsonFields"] = {name: matcher_dict(m) for name, m in expectation.json_fields.items()}
     return data
-
-
-def outcome_text(outcome: Outcome | AnyOutcome | AnyHttp | NotOutcome) -> str:
-    return str(outcome)
 
 
 @dataclass

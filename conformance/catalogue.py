@@ -13,7 +13,7 @@ A record without a test is reported as *not implemented*: a profile with such a 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -409,10 +409,6 @@ def checks(profile: Profile | None = None) -> list[Check]:
     return [c for c in _CHECKS if profile is None or c.profile is profile]
 
 
-def by_family(family: str) -> list[Check]:
-    return [c for c in _CHECKS if c.family == family]
-
-
 def check(check_id: str) -> Callable[[F], F]:
     """Link a test to its catalogue record: applies the record's markers.
 
@@ -435,7 +431,3 @@ def check(check_id: str) -> Callable[[F], F]:
         return function
 
     return decorate
-
-
-def ids(records: Iterable[Check]) -> list[str]:
-    return [r.id for r in records]

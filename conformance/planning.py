@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from functools import lru_cache
 from pathlib import Path
@@ -253,10 +253,6 @@ def _plan_schema() -> dict[str, Any]:
 def validate_plan(document: Mapping[str, Any]) -> None:
     """Raise jsonschema.ValidationError when the document breaks the published plan format."""
     jsonschema.Draft202012Validator(_plan_schema()).validate(document)
-
-
-def iter_probe_actions(check: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
-    return (a for a in check["actions"] if a["type"] == "probe")
 
 
 __all__ = [

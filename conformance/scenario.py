@@ -31,7 +31,7 @@ import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import lru_cache
@@ -42,6 +42,7 @@ import yaml
 from conformance import evidence, manifests, progress, versions
 from conformance.accesslog import (
     AccessLogEntry,
+    Exact,
     FieldMatcher,
     FieldSpec,
     HostOfAddress,
@@ -494,8 +495,6 @@ def _response_expectation(
     body: str | None = None,
     json: Mapping[str, FieldMatcher | str] | None = None,
 ) -> ResponseExpectation:
-    from conformance.accesslog import Exact
-
     json_fields = {name: (Exact(m) if isinstance(m, str) else m) for name, m in (json or {}).items()}
     return ResponseExpectation(
         outcome,
@@ -631,8 +630,6 @@ def probe_transcript(observation: Observation, documented: str) -> str:
 
 
 def _with_limits(request: CurlRequest, connect: float, total: float) -> CurlRequest:
-    from dataclasses import replace
-
     return replace(request, connect_timeout=connect, max_time=total)
 
 
