@@ -3,9 +3,12 @@
 * ``eventually``: positive checks. Poll until the expectation matched ``consecutive`` times in a row; a
   mismatch resets the run. Fails at the deadline (default ``Timeouts.converge``).
 * ``consistently``: negative checks (deny, drop, block). First wait (within the converge deadline) until
-  the expected denial is observed, then require it to keep holding for ``consecutive`` probes and at
-  least ``Timeouts.hold`` seconds. A probe that flips back (e.g. the request is allowed again) fails at
-  once: an expected drop is never retried into a success.
+  the expected denial is observed ``consecutive`` times in a row, as a positive check converges, then
+  require that run of denials to go on until it spans ``Timeouts.hold`` seconds. A probe that flips back
+  then (e.g. the request is allowed again) fails at once: a converged drop is never retried into a
+  success. Before convergence a mismatch only resets the run: while a new filter chain reaches a proxy,
+  connections opened earlier still serve each one more request under the old one (Envoy drains them
+  with the next response), so allowed and denied answers mix for a moment on every data plane.
 
 Both poll with ``conformance.poll.poll`` (the harness's one polling loop): the clock and the sleep are
 injectable, so tests run on a fake clock without sleeping. An attempt may start no later than the deadline.
@@ -291,10 +294,11 @@ def consistently(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
-    """Wait until ``expected`` (a denial) is observed, then require it to hold; return the last observation.
+    """Wait until ``expected`` (a denial) is observed ``consecutive`` times in a row, then require it to
+    hold; return the last observation.
 
-    Holding means ``consecutive`` matching probes in a row (the first observation counts) spanning at
-    least the ``hold`` deadline. Any mismatch after the first observation fails immediately. A tolerated
+    Holding means that run of matches going on, with no mismatch, until it spans the ``hold`` deadline
+    (counted from its first match). Any mismatch once the run has converged fails immediately. A tolerated
     error (``tolerated``) during the hold does not fail but restarts the run of consecutive matches; the
     hold gives up after ``hold`` + ``deadline``.
     """
@@ -315,24 +319,30 @@ def consistently(
     started = clock()
     tally: _Tally[T] = _Tally(consecutive)
 
+    run_started = started
+
     def wait_attempt() -> _Tally[T]:
-        check.observe(tally)
+        nonlocal run_started
+        probed_at = clock()
+        if check.observe(tally) and tally.consecutive == 1:
+            run_started = probed_at
         return tally
 
-    check.run(tally, wait_attempt, lambda t: t.consecutive >= 1, started, converge_seconds)
-    if tally.consecutive < 1:
-        raise check.failure(
-            tally, f"never observed within the {deadline} deadline", started, deadline, converge_seconds
+    check.run(tally, wait_attempt, lambda t: t.consecutive >= consecutive, started, converge_seconds)
+    if tally.consecutive < consecutive:
+        reason = (
+            f"not observed {consecutive} times in a row within the {deadline} deadline"
+            if tally.best_run
+            else f"never observed within the {deadline} deadline"
         )
-
-    first_seen = clock()
+        raise check.failure(tally, reason, started, deadline, converge_seconds)
 
     def hold_attempt() -> _Tally[T]:
         if not check.observe(tally):
-            held = clock() - first_seen
+            held = clock() - run_started
             raise check.failure(
                 tally,
-                f"flipped back {held:.1f}s after it was first observed (during the {hold} phase)",
+                f"flipped back {held:.1f}s into the run of denials it had converged to (during the {hold} phase)",
                 started,
                 hold,
                 hold_seconds,
@@ -340,12 +350,13 @@ def consistently(
         return tally
 
     def held(t: _Tally[T]) -> bool:
-        return t.consecutive >= consecutive and clock() - first_seen >= hold_seconds
+        # The hold counts from the first denial of the run that converged: no mismatch since then.
+        return t.consecutive >= consecutive and clock() - run_started >= hold_seconds
 
     if not held(tally):
         # The hold phase continues the polling rhythm: its first probe comes one interval later.
         check.sleep(check.interval)
-        check.run(tally, hold_attempt, held, first_seen, hold_seconds + converge_seconds)
+        check.run(tally, hold_attempt, held, run_started, hold_seconds + converge_seconds)
     if not held(tally):
         raise check.failure(
             tally,
