@@ -308,7 +308,7 @@ def provide_cluster(settings: Settings, kept: Callable[[], str | None] = _never_
         name=settings.cluster_name,
         kind_bin=resolve_kind(settings),
         kubeconfig_path=kubeconfig_path_for(settings),
-        config_path=KIND_CONFIG,
+        config_path=settings.kind_config or KIND_CONFIG,
         node_image=settings.kind_image,
         timeouts=settings.timeouts,
     )

@@ -16,6 +16,8 @@ from typing import Any
 
 from conformance.istio_components import ISTIO_CNI
 from conformance.processes import run_bounded
+from conformance.timeouts import PROBE_SECONDS
+from conformance.workloads import SIDECAR_CONTAINER
 
 #: Node agents that identify a CNI plugin: DaemonSet name -> plugin.
 CNI_DAEMONSETS: Mapping[str, str] = {
@@ -30,10 +32,13 @@ CNI_DAEMONSETS: Mapping[str, str] = {
     "azure-cns": "azure-cni",
     "ovnkube-node": "ovn-kubernetes",
     "kube-router": "kube-router",
+    "kube-network-policies": "kube-network-policies",
 }
 #: Istio's own CNI node agent (ambient mode; optional in sidecar mode).
 ISTIO_CNI_DAEMONSET = ISTIO_CNI
 GIT_SECONDS = 10.0
+#: Istio's proxy image keeps Envoy here (istio/istio pilot/docker/Dockerfile.proxyv2).
+ENVOY_VERSION_COMMAND = ("/usr/local/bin/envoy", "--version")
 
 
 @dataclass
@@ -116,6 +121,8 @@ class DataPlaneFacts:
     cni: dict[str, Any] | None = None
     images: list[RunningImage] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=list)
+    #: "<namespace>/<pod>" of a proxy the mode's checks route through -> what its Envoy says it is.
+    proxy_builds: dict[str, str] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
         return {
@@ -123,6 +130,7 @@ class DataPlaneFacts:
             "cni": self.cni,
             "namespaces": self.namespaces,
             "images": [i.record() for i in self.images],
+            "proxyBuilds": dict(sorted(self.proxy_builds.items())),
         }
 
 
@@ -137,11 +145,16 @@ class RunEnvironment:
     install_method: dict[str, str] = field(default_factory=dict)
     istioctl_version: str | None = None
     data_planes: dict[str, DataPlaneFacts] = field(default_factory=dict)
+    #: Images --load-images loaded into the kind node.
+    images_loaded: list[str] = field(default_factory=list)
     #: What could not be observed, and why.
     errors: list[str] = field(default_factory=list)
 
-    def observe_data_plane(self, kube: Any, mode: str, namespaces: Iterable[str]) -> None:
-        """Running images in ``namespaces`` and the CNI, read while ``mode``'s Istio is installed."""
+    def observe_data_plane(
+        self, kube: Any, mode: str, namespaces: Iterable[str], proxies: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        """Running images in ``namespaces``, the CNI, and the builds of the ``proxies`` (namespace, label
+        selector) the mode's traffic crosses, read while ``mode``'s Istio is installed."""
         facts = DataPlaneFacts(mode, namespaces=sorted(set(namespaces)))
         pods: list[dict[str, Any]] = []
         for namespace in facts.namespaces:
@@ -154,7 +167,25 @@ class RunEnvironment:
             facts.cni = detect_cni(kube.list_objects("apps/v1", "DaemonSet"))
         except Exception as exc:
             self.errors.append(f"{mode}: DaemonSets (CNI): {exc}")
+        for namespace, selector in proxies:
+            self._observe_proxy_builds(kube, facts, namespace, selector)
         self.data_planes[mode] = facts
+
+    def _observe_proxy_builds(self, kube: Any, facts: DataPlaneFacts, namespace: str, selector: str) -> None:
+        """``envoy --version`` in each ready pod: upstream Envoy and Istio's proxy print different builds."""
+        try:
+            pods = [pod for pod in kube.pods(namespace, selector) if pod.ready]
+        except Exception as exc:
+            self.errors.append(f"{facts.mode}: pods {namespace}/{selector}: {exc}")
+            return
+        for pod in pods:
+            try:
+                result = kube.exec(namespace, pod.name, list(ENVOY_VERSION_COMMAND), SIDECAR_CONTAINER, PROBE_SECONDS)
+            except Exception as exc:
+                self.errors.append(f"{facts.mode}: envoy --version in {namespace}/{pod.name}: {exc}")
+                continue
+            build = (result.stdout or result.stderr).strip().rpartition("version:")[2].strip()
+            facts.proxy_builds[f"{namespace}/{pod.name}"] = build or "(no version printed)"
 
     def observe_cluster(self, kube: Any) -> None:
         try:

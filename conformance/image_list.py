@@ -28,8 +28,11 @@ KIND = "ImageList"
 #: Placeholders an entry may use, with the setting that supplies each.
 KNOWN_VARIABLES: Mapping[str, str] = {"ISTIO_VERSION": "--istio-version"}
 
+#: Folders of manifests/ that the harness itself never deploys: the local-cluster tier's (its node image's
+#: CNI names images the tier builds under local names; tests/test_local_cluster.py checks those).
+TIER_MANIFESTS = frozenset({"local-cluster"})
 _ENTRY_KEYS = frozenset({"image", "digest", "source", "used_by", "kind_load", "pins"})
-_CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
+CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
 
 _HEADER = """\
 # Every container image the harness deploys or loads into kind, in one place.
@@ -357,7 +360,7 @@ def _container_images(node: object) -> Iterator[str]:
     """
     if isinstance(node, dict):
         for key, value in node.items():
-            if key in _CONTAINER_LISTS and isinstance(value, list):
+            if key in CONTAINER_LISTS and isinstance(value, list):
                 for container in value:
                     if isinstance(container, dict) and isinstance(container.get("image"), str):
                         yield container["image"]
@@ -375,6 +378,8 @@ def images_in_manifests(root: Path = MANIFESTS_DIR) -> set[str]:
     """
     found: set[str] = set()
     for path in iter_manifest_files(root):
+        if path.relative_to(root).parts[0] in TIER_MANIFESTS:
+            continue
         text = _neutralizeplaceholders(path.read_text(encoding="utf-8"))
         try:
             documents = list(yaml.load_all(text, Loader=_YAML_LOADER))

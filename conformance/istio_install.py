@@ -30,7 +30,7 @@ from conformance.istio_components import (
 from conformance.istioctl import resolve_istioctl
 from conformance.kube import KubeError, ObjectRef
 from conformance.processes import run_tool
-from conformance.settings import MeshMode, Settings
+from conformance.settings import DEFAULT_ISTIO_HUB, MeshMode, Settings
 from conformance.timeouts import Timeouts
 
 
@@ -77,6 +77,11 @@ class IstioInstaller:
     created_gateway_api: list[ObjectRef] = field(default_factory=list)
     #: istio-system was there before the install (e.g. a user's `cacerts` Secret): keep it at uninstall.
     istio_namespace_preexisted: bool = False
+    #: Registry path and tag of Istio's images (istioctl's hub and tag values); None: the release's own.
+    hub: str | None = None
+    tag: str | None = None
+    #: An IstioOperator file merged over the harness's overlay (``--istio-overlay``).
+    extra_overlay: Path | None = None
 
     @classmethod
     def from_settings(
@@ -90,18 +95,25 @@ class IstioInstaller:
             timeouts=settings.timeouts,
             cache_dir=settings.cache_dir,
             gateway_api_version=versions.istio_release(settings.istio_version).gateway_api,
+            hub=settings.istio_hub if settings.istio_hub != DEFAULT_ISTIO_HUB else None,
+            tag=settings.istio_tag,
+            extra_overlay=settings.istio_overlay,
         )
 
     def install_command(self, mode: MeshMode) -> list[str]:
         # istioctl waits for each component itself (--readiness-timeout, default 300s); tie that wait to
         # the named rollout deadline so --timeout-scale stretches it too.
         readiness = f"{math.ceil(self.timeouts.rollout)}s"
+        overlays = ["-f", str(OVERLAYS[mode])]
+        if self.extra_overlay is not None:
+            overlays += ["-f", str(self.extra_overlay)]
+        images = (["--set", f"hub={self.hub}"] if self.hub else []) + (["--set", f"tag={self.tag}"] if self.tag else [])
         return [
             str(self.istioctl),
             "install",
             "--skip-confirmation",
-            "-f",
-            str(OVERLAYS[mode]),
+            *overlays,
+            *images,
             "--readiness-timeout",
             readiness,
             *self._cluster_flags(),

@@ -66,6 +66,21 @@ def find_tools(kind_bin: Path | str | None) -> tuple[str, str]:
     return docker, kind
 
 
+def check_cluster(commands: Commands, cluster_name: str) -> None:
+    """kind answers and knows ``cluster_name``; ImageLoadError saying what to do otherwise."""
+    try:
+        listed = commands.run([commands.kind, "get", "clusters"])
+    except ImageLoadError as exc:
+        raise ImageLoadError(
+            f"{commands.kind} does not work as kind ({exc}): install kind or pass --kind-bin"
+        ) from None
+    if cluster_name not in listed.stdout.split():
+        raise ImageLoadError(
+            f"--cluster-name: kind knows no cluster {cluster_name!r} (clusters: {listed.stdout.split() or 'none'}); "
+            "create it first (`kind create cluster --name ...` or `pytest -m egress --keep-cluster`), then load"
+        )
+
+
 def _present_locally(commands: Commands, image: Image) -> bool:
     """The image is in the local Docker store (and, when a digest is pinned, it is that digest)."""
     inspected = commands.run(
@@ -104,3 +119,23 @@ def load_into_kind(images: Sequence[Image], cluster_name: str, commands: Command
                 commands.run([commands.kind, "load", "docker-image", image.name, "--name", cluster_name])
         results.append(LoadResult(image, action, image.kind_load))
     return results
+
+
+def load_local_images(references: Sequence[str], cluster_name: str, commands: Commands) -> None:
+    """Load images from the local Docker image store into the kind cluster, never pulling.
+
+    Every missing image is named before anything is loaded: a run with ``--load-images`` uses only what
+    was built or pulled beforehand."""
+    missing = [ref for ref in references if not _present_locally(commands, _local(ref))]
+    if missing:
+        raise ImageLoadError(
+            f"--load-images: {len(missing)} image(s) the run deploys are not in the local Docker image store "
+            f"and are never pulled: {', '.join(missing)}. Build or pull them first, or map them to images you "
+            "have with --image-map (Istio's: --istio-hub/--istio-tag)"
+        )
+    with progress.step(f"kind load docker-image: {len(references)} image(s) into kind cluster {cluster_name}"):
+        commands.run([commands.kind, "load", "docker-image", *references, "--name", cluster_name])
+
+
+def _local(reference: str) -> Image:
+    return Image(reference, "local", ())

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from conformance import manifests, progress
+from conformance.image_map import NO_IMAGE_MAP, ImageMap
 from conformance.kube_apply import (
     CRD_API_VERSION,
     CRD_KIND,
@@ -149,8 +150,11 @@ class Kube:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        image_map: ImageMap = NO_IMAGE_MAP,
     ):
         self.field_manager = field_manager
+        #: Every applied workload runs the images of this map (``--image-map``).
+        self.image_map = image_map
         self.timeouts = timeouts
         self._poll_interval = poll_interval
         self._clock = clock
@@ -289,7 +293,7 @@ class Kube:
         applied: list[AppliedObject] = []
         # (group, kind) -> name of a CRD applied in this call and not yet seen Established
         pending_crds: dict[tuple[str, str], str] = {}
-        for index, doc in enumerate(docs):
+        for index, doc in enumerate(self.image_map.rewrite(docs)):
             api_version, kind, _ = identity(doc, index)
             crd_name = pending_crds.pop((group_of(api_version), kind), None)
             if crd_name is not None:

@@ -238,6 +238,14 @@ class LiveRuntime(RuntimeBase):
             raise DiagnosticsError("no cluster access was given to the runtime")
         return self._diagnostics.access
 
+    def observed_proxies(self) -> list[tuple[str, str]]:
+        """(namespace, label selector) of the shared proxies this mode's checks route through: the egress
+        gateway, when there is one."""
+        gateway = self.egress_gateway()
+        if gateway is None:
+            return []
+        return [(gateway.namespace, ",".join(f"{k}={v}" for k, v in sorted(gateway.pod_labels.items())))]
+
     def observed_namespaces(self) -> list[str]:
         """Where the pods this mode's checks involve run: Istio's, the clients', the external world's."""
         names = {ISTIO_NAMESPACE, self._world.namespace, self._world.probe_namespace, *self._workload_namespaces}

@@ -49,6 +49,8 @@ class Timeouts:
     access_log: float = 60.0
     #: Pause between probe attempts (polling interval, not a fixed wait for a state).
     poll_interval: float = 1.0
+    #: One ``kind load docker-image`` of every image a run deploys (--load-images): a few GB on a slow disk.
+    image_load: float = 600.0
     #: One diagnostic command while collecting a failed check's evidence (istioctl proxy-config, analyze).
     diagnostics: float = 60.0
 

@@ -51,6 +51,7 @@ SKIPPED_KINDS: Mapping[tuple[str, str], str] = {
     ("kind.x-k8s.io/v1alpha4", "Cluster"): "kind's own configuration file, read by `kind create cluster --config`",
     ("egress-conformance/v1alpha1", "ImageList"): "the harness's image list, checked by conformance.images",
     ("egress-conformance/v1alpha1", "Versions"): "the harness's versions file, checked by conformance.versions",
+    ("egress-conformance/v1alpha1", "ImageMap"): "an image map (--image-map), checked by conformance.image_map",
 }
 NON_API_KINDS: frozenset[tuple[str, str]] = frozenset(SKIPPED_KINDS)
 
