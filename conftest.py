@@ -14,3 +14,22 @@ pytest_plugins = (
     # A real etcd + kube-apiserver + kube-controller-manager, built with Go on first use.
     "tests.real_apiserver",
 )
+
+
+def pytest_configure(config: object) -> None:
+    """The Go builds some tests need first (the routing oracle: minutes, cold) say so on the terminal, past
+    pytest's capture, while they run."""
+    import logging
+
+    import pytest
+
+    from conformance import progress
+    from conformance.plugin import _LiveProgressHandler
+
+    assert isinstance(config, pytest.Config)
+    handler = _LiveProgressHandler(config)
+    handler.addFilter(lambda record: record.getMessage().startswith(("building the routing oracle", "go test -c")))
+    progress.LOGGER.addHandler(handler)
+    if progress.LOGGER.level == logging.NOTSET or progress.LOGGER.level > logging.INFO:
+        progress.LOGGER.setLevel(logging.INFO)
+    config.add_cleanup(lambda: progress.LOGGER.removeHandler(handler))

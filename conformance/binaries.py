@@ -52,6 +52,8 @@ class DownloadSpec:
     checksum_url: str | None = None
     #: For a .tar.gz download: the member holding the executable (e.g. "istioctl"); None = raw binary.
     archive_member: str | None = None
+    #: The option that chose ``version`` (e.g. "--istio-version"), named when the release does not exist.
+    version_option: str | None = None
 
     @property
     def option(self) -> str:
@@ -214,6 +216,7 @@ def _published_sha256(spec: DownloadSpec) -> str:
         _require_safe_url(response.url, spec)
         response.raise_for_status()
     except requests.RequestException as exc:
+        _raise_if_not_published(spec, exc, spec.checksum_url)
         raise BinaryError(
             f"could not fetch the published checksum {spec.checksum_url} ({exc}); "
             f"install {spec.name} {spec.version} yourself and pass {spec.option} PATH"
@@ -260,11 +263,26 @@ def _stream_to(spec: DownloadSpec, destination: Path) -> str:
                     out.write(chunk)
                     digest.update(chunk)
     except requests.RequestException as exc:
+        _raise_if_not_published(spec, exc, spec.url)
         raise BinaryError(
             f"download of {spec.url} failed ({exc}); "
             f"install {spec.name} {spec.version} yourself and pass {spec.option} PATH"
         ) from None
     return digest.hexdigest()
+
+
+def _raise_if_not_published(spec: DownloadSpec, error: requests.RequestException, url: str) -> None:
+    """A 404 means the release does not exist: say which option chose it."""
+    response = getattr(error, "response", None)
+    if response is None or response.status_code != 404:
+        return
+    install = f"install {spec.name} yourself and pass {spec.option} PATH"
+    if spec.version_option:
+        advice = f"check {spec.version_option} (it must name a released version), or {install}"
+        chosen = f" (chosen by {spec.version_option})"
+    else:
+        advice, chosen = install, ""
+    raise BinaryError(f"{spec.name} {spec.version}{chosen} is not published: {url} answers 404; {advice}") from None
 
 
 def _extract_member(archive: Path, member_name: str, destination: Path, spec: DownloadSpec) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from conformance import PROJECT_ROOT, evidence, progress, redaction, summary
@@ -45,6 +46,8 @@ from conformance.settings import Settings
 
 #: The routing oracle's verdicts, beside the plan (``--plan --oracle``).
 ORACLE_FILE = "oracle.json"
+#: The published schema of oracle.json.
+ORACLE_SCHEMA = Path(__file__).resolve().parent / "schemas" / "oracle.schema.json"
 PLANNED_REASON = "planned: a plan run walks the check without carrying anything out"
 
 
@@ -60,6 +63,8 @@ class ReportCollector:
         self.implemented: set[str] = set()
         self.status = RunStatus.COMPLETED
         self.status_reason: str | None = None
+        #: Verdict -> count, when the routing oracle judged the plan.
+        self.oracle_summary: Mapping[str, int] | None = None
         self.run_id = new_run_id()
         self.selection = Selection(
             mark_expression=str(config.getoption("markexpr", "") or ""),
@@ -86,15 +91,19 @@ class ReportCollector:
         if record is None:
             return
         record.duration += report.duration
-        if report.skipped:
+        if report.skipped and self.settings.plan and _skip_reason(report) == PLANNED_REASON:
+            # A plan walks the check and reports it skipped as planned (conformance.plugin): never a pass.
+            record.result = CheckResult.PLANNED
+            record.reason = PLANNED_REASON
+        elif report.skipped:
             record.result = CheckResult.SKIPPED
             record.reason = _skip_reason(report)
         elif report.failed:
             record.result = CheckResult.FAILED
             record.reason = f"{report.when} failed: {_failure_summary(report)}"
         elif report.when == "call" and record.result is not CheckResult.FAILED:
-            record.result = CheckResult.PLANNED if self.settings.plan else CheckResult.PASSED
-            record.reason = PLANNED_REASON if self.settings.plan else None
+            record.result = CheckResult.PASSED
+            record.reason = None
         if report.when == "teardown":
             item = self.items.get(report.nodeid)
             if item is not None:
@@ -150,7 +159,8 @@ class ReportCollector:
         progress.info(f"summary written to {summary_path}")
         allure_dir = getattr(session.config.option, "allure_report_dir", None)
         if allure_dir:
-            evidence.write_environment_properties(Path(allure_dir), allure_environment(report))
+            properties = allure_environment(report, self.oracle_summary)
+            evidence.write_environment_properties(Path(allure_dir), properties)
             evidence.write_categories(Path(allure_dir))
 
     def _judge_with_oracle(self, session: pytest.Session, plan_path: Path) -> None:
@@ -173,7 +183,18 @@ class ReportCollector:
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
             return
         oracle_path = self.settings.report_dir / ORACLE_FILE
-        oracle_path.write_text(json.dumps(oracle.as_dict(), indent=2) + "\n", encoding="utf-8")
+        document = oracle.as_dict()
+        problems = sorted(
+            jsonschema.Draft202012Validator(json.loads(ORACLE_SCHEMA.read_text(encoding="utf-8"))).iter_errors(
+                document
+            ),
+            key=str,
+        )
+        if problems:
+            progress.info(f"oracle.json does not follow {ORACLE_SCHEMA.name}: {problems[0].message}")
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        oracle_path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        self.oracle_summary = document["summary"]
         by_check = {(r.check_id, r.mode): r for r in self.records.values()}
         unexplained = []
         for (check_id, mode), verdict in oracle.verdicts.items():
@@ -248,16 +269,20 @@ def ci_facts(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     return facts
 
 
-def allure_environment(report: Mapping[str, Any]) -> dict[str, str]:
-    """The Allure report's header: what ran, where, on which versions."""
+def allure_environment(report: Mapping[str, Any], oracle: Mapping[str, int] | None = None) -> dict[str, str]:
+    """The Allure report's overview: planned or real, whether each profile can be certified and why not,
+    the documentation deviations, the oracle's verdicts, and what ran where on which versions."""
     environment = report["environment"]
     istio = environment["istio"]
     planes = environment["dataPlanes"]
     cni = sorted({p for plane in planes if plane["cni"] for p in plane["cni"]["plugins"]})
+    run = report["run"]
     properties = {
-        "run.id": report["run"]["id"],
-        "run.plan": str(report["run"]["plan"]).lower(),
-        "run.certifiable": str(report["run"]["certifiable"]).lower(),
+        "run.kind": "planned (nothing ran on a cluster)" if run["plan"] else "real (on a cluster)",
+        "run.id": run["id"],
+        "run.plan": str(run["plan"]).lower(),
+        "run.certifiable": str(run["certifiable"]).lower()
+        + ("" if run["certifiable"] else ": " + "; ".join(run["notCertifiableBecause"])),
         "implementation": f"{report['implementation']['organization']}/{report['implementation']['project']} "
         f"{report['implementation']['version'] or '(version unknown)'}",
         "harness.version": report["harness"]["version"],
@@ -270,6 +295,14 @@ def allure_environment(report: Mapping[str, Any]) -> dict[str, str]:
         "mesh.modes": ",".join(environment["modes"]),
         "cni": ",".join(cni) or "not observed",
     }  # fmt: skip
+    for profile in report["profiles"]:
+        why = "; ".join(profile.get("notCertifiableBecause") or [])
+        properties[f"certifiable.{profile['name']}"] = "yes" if profile["certifiable"] else f"no: {why}"
+    properties["deviations"] = (
+        "; ".join(f"{d['id']} ({d['mode'] or '-'}): {d['reason']}" for d in report["deviations"]) or "none"
+    )
+    if oracle is not None:
+        properties["oracle"] = ", ".join(f"{verdict} {count}" for verdict, count in oracle.items())
     if environment["kind"] is not None:
         properties["kind.nodeImage"] = environment["kind"]["nodeImage"]
         properties["kind.version"] = environment["kind"]["version"] or "unknown"
@@ -298,8 +331,9 @@ def _record_for(item: pytest.Item) -> CheckRecord:
 def _failure_summary(report: pytest.TestReport) -> str:
     crash = getattr(report.longrepr, "reprcrash", None)
     message = str(getattr(crash, "message", "") or report.longreprtext or "")
-    first = message.strip().splitlines()[0] if message.strip() else "see the test output"
-    return first[:300]
+    # The whole first line: it carries the fix ("install kind ... and pass --kind-bin PATH"); what follows
+    # (observations, history) is in the test output and the evidence files.
+    return message.strip().splitlines()[0] if message.strip() else "see the test output"
 
 
 def _skip_reason(report: pytest.TestReport) -> str:

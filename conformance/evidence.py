@@ -18,6 +18,7 @@ import allure
 from conformance import redaction
 
 _dynamic: Any = allure.dynamic
+_allure: Any = allure
 _attach: Any = allure.attach
 _step: Any = allure.step
 _types: Any = allure.attachment_type
@@ -64,13 +65,20 @@ def scrub(text: str) -> str:
     return redaction.scrub(text)
 
 
-def label_check(*, title: str, epic: str, feature: str, story: str, tags: tuple[str, ...], core: bool = True) -> None:
-    """Labels of a check's result: epic = profile, feature = family, story = check ID, tags = mode, seed."""
+def check_marks(*, epic: str, feature: str, story: str, core: bool = True) -> list[Any]:
+    """Allure's labels of a check as marks, given at collection: epic = profile, feature = family, story =
+    check ID. Marks, unlike labels added while the test runs, are there when its set-up fails."""
+    return [
+        _allure.epic(epic),
+        _allure.feature(feature),
+        _allure.story(story),
+        _allure.severity(_severity.CRITICAL if core else _severity.NORMAL),
+    ]
+
+
+def label_check(*, title: str, tags: tuple[str, ...]) -> None:
+    """The running check's title and tags (mode, seed, ``planned``)."""
     _dynamic.title(title)
-    _dynamic.epic(epic)
-    _dynamic.feature(feature)
-    _dynamic.story(story)
-    _dynamic.severity(_severity.CRITICAL if core else _severity.NORMAL)
     for tag in tags:
         _dynamic.tag(tag)
 

@@ -18,7 +18,7 @@ import pytest
 
 from conformance import evidence, progress, redaction
 from conformance.actions import CheckActions
-from conformance.catalogue import Check, Tier, lookup
+from conformance.catalogue import Check, lookup
 from conformance.egress_policy import PROVIDERS, EgressPolicies
 from conformance.environment import RunEnvironment
 from conformance.keep import kept
@@ -64,7 +64,7 @@ def runtime(request: pytest.FixtureRequest, settings: Settings, mesh: Any) -> It
         environment = request.config.stash.get(ENVIRONMENT_KEY, None)
         if environment is not None:
             # Read before the workloads go and while this mode's Istio is still installed.
-            environment.observe_data_plane(kube, mode.value, live.observed_namespaces())
+            environment.observe_data_plane(kube, mode.value, live.observed_namespaces(), live.observed_proxies())
         if kept(request.config) is None:
             live.remove_workloads()
         else:
@@ -109,8 +109,8 @@ def step(request: pytest.FixtureRequest, runtime: Runtime) -> Iterator[Step]:
     seed_tags = (f"seed-{check.seed_label}",) if check.seed_label else ()
     # allure-pytest already tags a result with its markers; the mode is added for checks without one.
     mode_tags = () if item.get_closest_marker(runtime.mode.value) else (runtime.mode.value,)
-    evidence.label_check(title=f"{check.id} {check.title}", epic=check.profile.value, feature=check.family,
-                         story=check.id, tags=(*mode_tags, *seed_tags), core=check.tier is Tier.CORE)  # fmt: skip
+    planned_tags = ("planned",) if runtime.planning else ()
+    evidence.label_check(title=f"{check.id} {check.title}", tags=(*mode_tags, *seed_tags, *planned_tags))
     scenario_step = Step(run, runtime)
     item.stash[STEP_KEY] = scenario_step
     try:

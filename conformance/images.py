@@ -14,11 +14,12 @@ import argparse
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from conformance import progress, versions
 from conformance.image_list import IMAGE_LIST_PATH, ImageList, ImageListError, default_variables, load, write
 from conformance.image_registry import INDEX_MEDIA_TYPES, RegistryClient, ResolveStatus, resolve
-from conformance.kind_loading import Commands, ImageLoadError, find_tools, load_into_kind
+from conformance.kind_loading import Commands, ImageLoadError, check_cluster, find_tools, load_into_kind
 
 
 def _endpoint(text: str) -> tuple[str, str]:
@@ -30,14 +31,25 @@ def _endpoint(text: str) -> tuple[str, str]:
 
 def _istio_version(text: str) -> str:
     try:
+        versions.istio_release(text.strip().removeprefix("v"))
         return default_variables(text)["ISTIO_VERSION"]
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+#: pytest's exit code for a usage error, which the harness's own CLI shares: a bad option is named, exit 4.
+USAGE_ERROR = 4
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m conformance.images", description=__doc__.split("\n")[0])
-    common = argparse.ArgumentParser(add_help=False)
+    parser = _Parser(prog="python -m conformance.images", description=__doc__.split("\n")[0])
+    common = _Parser(add_help=False)
     common.add_argument("--images-file", type=Path, default=IMAGE_LIST_PATH, help="the image list to use")
     common.add_argument(
         "--istio-version",
@@ -87,9 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _resolve_command(args, image_list, variables)
         progress.attach_terminal_handler()
         docker, kind = find_tools(args.kind_bin)
-        results = load_into_kind(
-            image_list.images(variables, args.groups), args.cluster_name, Commands(docker, kind, args.timeout)
-        )
+        commands = Commands(docker, kind, args.timeout)
+        # Before anything is pulled: kind answers, and the cluster to load into exists.
+        check_cluster(commands, args.cluster_name)
+        results = load_into_kind(image_list.images(variables, args.groups), args.cluster_name, commands)
         loaded = sum(result.loaded_into_kind for result in results)
         print(f"{len(results)} image(s) present in Docker, {loaded} loaded into kind cluster {args.cluster_name}")
         return 0

@@ -27,6 +27,7 @@ def istioctl_download_spec(version: str) -> binaries.DownloadSpec:
         sha256=release.sha256.get(platform),
         checksum_url=release.checksum_url(platform),
         archive_member="istioctl",
+        version_option="--istio-version",
     )
 
 

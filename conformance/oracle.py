@@ -190,9 +190,12 @@ def _go_version(go: str, timeouts: OracleTimeouts) -> str:
     return result.stdout.strip()
 
 
-def _run(command: list[str], timeout: float, *, what: str) -> subprocess.CompletedProcess[str]:
+def _run(command: list[str], timeout: float, *, what: str, heartbeat: bool = False) -> subprocess.CompletedProcess[str]:
+    def still_running(seconds: float) -> None:
+        progress.info(f"{what}: still running ({seconds:.0f}s)")
+
     try:
-        return run_bounded(command, timeout)
+        return run_bounded(command, timeout, heartbeat=still_running if heartbeat else None)
     except subprocess.TimeoutExpired:
         raise OracleError(f"{what} did not finish within {timeout:g}s (stretch it with --timeout-scale)") from None
     except OSError as exc:
@@ -237,6 +240,7 @@ def build_oracle(
             ],
             timeouts.build,
             what=f"go test -c (oracle, {branch.name})",
+            heartbeat=True,
         )
         if result.returncode != 0 or not partial.is_file():
             raise OracleError(

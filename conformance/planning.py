@@ -115,9 +115,9 @@ class PlanRuntime(RuntimeBase):
         self._addresses = planned_host_addresses()
         self._workloads: dict[str, Workload] = {}
 
-    @property
-    def host_addresses(self) -> Mapping[str, str]:
-        return dict(self._addresses)
+    def placeholders(self) -> Mapping[str, str]:
+        named = {address: f"<{host} address>" for host, address in self._addresses.items()}
+        return named | {w.ip: f"<{ref} pod IP>" for ref, w in self._workloads.items() if w.ip}
 
     def variables(self) -> Mapping[str, str]:
         return scenario_variables(

@@ -16,20 +16,32 @@ from typing import Any
 
 import pytest
 
+from conformance import evidence, progress, redaction
 from conformance import fixtures as scenario_fixtures
-from conformance import progress, redaction
-from conformance.cluster import ClusterHandle, container_engine_problem, kind_version_of, provide_cluster, resolve_kind
-from conformance.collector import ReportCollector
+from conformance.binaries import BinaryError
+from conformance.catalogue import CATALOGUE, Tier
+from conformance.cluster import (
+    ClusterError,
+    ClusterHandle,
+    container_engine_problem,
+    kind_version_of,
+    provide_cluster,
+    resolve_kind,
+)
+from conformance.collector import PLANNED_REASON, ReportCollector
 from conformance.environment import RunEnvironment
 from conformance.external import ExternalWorld, new_pki, provide_external_world
 from conformance.failures import FailureHandling
-from conformance.fixtures import ENVIRONMENT_KEY, PLAN_KEY
+from conformance.fixtures import ENVIRONMENT_KEY, PLAN_KEY, check_of
+from conformance.image_list import load as load_image_list
+from conformance.image_map import run_images
 from conformance.istio_components import IstioError
 from conformance.istio_detection import detect_installed, istiod_present
 from conformance.istio_install import OVERLAYS, IstioInstaller
 from conformance.istioctl import istioctl_client_version
 from conformance.keep import kept
-from conformance.kube import Kube, KubeUnreachableError
+from conformance.kind_loading import Commands, ImageLoadError, find_tools, load_local_images
+from conformance.kube import Kube, KubeError, KubeUnreachableError
 from conformance.pki import RunPKI
 from conformance.settings import (
     OPTIONS,
@@ -59,6 +71,7 @@ MARKERS = (
     "egress_ambient: profile EGRESS-AMBIENT",
     "external_world: checks of the in-cluster external world itself",
     "check(id): stable conformance check ID from the scenario catalogue",
+    "egress_other_mode(reason): a check of a data-plane mode the run did not select (deselected)",
 )
 
 
@@ -93,6 +106,7 @@ def pytest_configure(config: pytest.Config) -> None:
         if requested:
             # Checked before Allure or JUnit try to create anything there.
             check_writable_directory("--report-dir", settings.report_dir)
+            check_writable_directory("--cache-dir", settings.cache_dir)
     except SettingsError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SETTINGS_KEY] = settings
@@ -114,11 +128,41 @@ def pytest_configure(config: pytest.Config) -> None:
             config.stash[PLAN_KEY] = Plan(settings.istio_version, planned_egress_gateway(settings.plan_gateway))
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
+    """A check a plan run walked without a failure is reported skipped, as planned, in every channel
+    (pytest's summary, JUnit, Allure): a plan is not a pass."""
+    result = yield
+    settings = pyfuncitem.config.stash.get(SETTINGS_KEY, None)
+    if settings is not None and settings.plan and pyfuncitem.get_closest_marker("egress"):
+        pytest.skip(PLANNED_REASON)
+    return result
+
+
 def pytest_itemcollected(item: pytest.Item) -> None:
     """``-k EGW-04`` selects the check: its ID is a keyword of the test."""
     marker = item.get_closest_marker("check")
     if marker is not None and marker.args:
         item.extra_keyword_matches.add(str(marker.args[0]))
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: Sequence[pytest.Item]) -> list[str]:
+    """A check that ``-k`` names but that has no test (not applicable, not implemented) says why nothing of it
+    runs, rather than leaving a bare "no tests ran"."""
+    keyword = str(config.getoption("keyword", "") or "")
+    if not keyword or not config.stash.get(E2E_REQUESTED_KEY, False):
+        return []
+    selected = {str(m.args[0]) for item in items if (m := item.get_closest_marker("check")) and m.args}
+    lines = []
+    for token in re.findall(r"[A-Z]+(?:-[A-Z]+)?-\w+", keyword):
+        check = CATALOGUE.get(token)
+        if check is None or token in selected:
+            continue
+        if check.not_applicable:
+            lines.append(f"egress-conformance: {token} has no test to run: not applicable: {check.not_applicable}")
+        else:
+            lines.append(f"egress-conformance: {token} has no test selected in this run (mode or markers)")
+    return lines
 
 
 def _default_report_outputs(config: pytest.Config, settings: Settings) -> None:
@@ -160,6 +204,20 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     e2e_items = [item for item in items if item.get_closest_marker("egress")]
     if not e2e_items:
         return
+    for item in e2e_items:
+        check = check_of(item)
+        if check is not None:
+            # Filed under its profile, family and ID in Allure and JUnit even when its set-up fails.
+            for mark in evidence.check_marks(
+                epic=check.profile.value, feature=check.family, story=check.id, core=check.tier is Tier.CORE
+            ):
+                item.add_marker(mark)
+            item.user_properties += [("check", check.id), ("profile", check.profile.value)]
+    other_mode = [item for item in e2e_items if item.get_closest_marker("egress_other_mode")]
+    if other_mode:
+        config.hook.pytest_deselected(items=other_mode)
+        items[:] = [item for item in items if item not in other_mode]
+        e2e_items = [item for item in e2e_items if item not in other_mode]
     # Sidecar checks first, then ambient, whatever the module order: each mode is one install, and the
     # order of installs stays the same from run to run (a stable sort keeps pytest's grouping).
     items.sort(key=_mode_rank)
@@ -198,30 +256,23 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     supported = {mode for mode, marker in _MODE_MARKERS.items() if metafunc.definition.get_closest_marker(marker)}
     if supported:
         modes = [mode for mode in settings.mesh_modes if mode in supported]
+        params = [pytest.param(mode, id=mode.value) for mode in modes]
     else:
         # A check of the external world itself does not depend on the data plane: it runs once, in the
-        # first mode of the run (after that mode's install, beside its checks).
+        # first mode of the run (after that mode's install, beside its checks), and carries that mode's
+        # marker, so `-m "egress and sidecar"` selects it as the report files it.
         supported = set(MeshMode)
         modes = list(settings.mesh_modes[:1])
-    if modes:
-        metafunc.parametrize("mesh", modes, indirect=True, scope="session", ids=[m.value for m in modes])
+        params = [pytest.param(mode, id=mode.value, marks=getattr(pytest.mark, _MODE_MARKERS[mode])) for mode in modes]
+    if params:
+        metafunc.parametrize("mesh", params, indirect=True, scope="session")
     else:
         wanted = "/".join(sorted(m.value for m in supported))
         selected = ",".join(m.value for m in settings.mesh_modes)
-        metafunc.parametrize(
-            "mesh",
-            [
-                pytest.param(
-                    None,
-                    marks=pytest.mark.skip(
-                        reason=f"runs on the {wanted} data plane; this run selected --mesh-mode {selected}"
-                    ),
-                )
-            ],
-            indirect=True,
-            scope="session",
-            ids=[wanted],
-        )
+        reason = f"runs on the {wanted} data plane; this run selected --mesh-mode {selected}"
+        # Not a skip: the check is not part of this run (deselected at collection, "not selected" in the report).
+        marks = pytest.mark.egress_other_mode(reason)
+        metafunc.parametrize("mesh", [pytest.param(None, marks=marks, id=wanted)], indirect=True, scope="session")
 
 
 # ---------------------------------------------------------------------------------------------- fixtures
@@ -272,11 +323,44 @@ def cluster(settings: Settings, pytestconfig: pytest.Config) -> Iterator[Cluster
         failure = kept(pytestconfig)
         return failure.reason if failure is not None else None
 
-    with provide_cluster(settings, kept_because) as handle:
+    try:
+        provided = provide_cluster(settings, kept_because)
+        handle = provided.__enter__()
+    except (ClusterError, BinaryError) as exc:
+        abort_run(pytestconfig, str(exc))
+    try:
         redaction.register_kubeconfig_secrets(handle.kubeconfig)
         if handle.managed:
             _environment(pytestconfig).kind_version = _kind_version(settings)
+            if settings.load_images:
+                _load_images(settings, handle, pytestconfig)
         yield handle
+    except BaseException as exc:
+        if not provided.__exit__(type(exc), exc, exc.__traceback__):
+            raise
+    else:
+        provided.__exit__(None, None, None)
+
+
+def _load_images(settings: Settings, handle: ClusterHandle, config: pytest.Config) -> None:
+    """--load-images: every image the run deploys, from the local Docker into the kind cluster."""
+    references = [
+        image.reference
+        for image in run_images(
+            load_image_list(),
+            [mode.value for mode in settings.mesh_modes],
+            settings.istio_version,
+            istio_hub=settings.istio_hub,
+            istio_tag=settings.istio_image_tag,
+            image_map=settings.image_map,
+        )
+    ]
+    try:
+        docker, kind = find_tools(resolve_kind(settings))
+        load_local_images(references, handle.name, Commands(docker, kind, settings.timeouts.image_load))
+    except ImageLoadError as exc:
+        abort_run(config, str(exc))
+    _environment(config).images_loaded = references
 
 
 def _kind_version(settings: Settings) -> str | None:
@@ -288,7 +372,7 @@ def _kind_version(settings: Settings) -> str | None:
 
 @pytest.fixture(scope="session")
 def kube(settings: Settings, cluster: ClusterHandle, pytestconfig: pytest.Config) -> Iterator[Kube]:
-    with Kube(cluster.kubeconfig, cluster.context, timeouts=settings.timeouts) as client:
+    with Kube(cluster.kubeconfig, cluster.context, timeouts=settings.timeouts, image_map=settings.image_map) as client:
         try:
             client.check_reachable()
         except KubeUnreachableError as exc:
@@ -358,15 +442,21 @@ def mesh(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Mesh]:
         refusal = refuse_to_replace_istio(kube)
         if refusal:
             abort_run(request.config, refusal)
-    installer: IstioInstaller = request.getfixturevalue("istio_installer")
+    try:
+        installer: IstioInstaller = request.getfixturevalue("istio_installer")
+    except BinaryError as exc:
+        abort_run(request.config, str(exc))
     try:
         with progress.step(f"Installing Istio {settings.istio_version} ({mode.value} data plane)"):
             installer.install(mode)
-    except BaseException:
+    except BaseException as exc:
         # A half-done install must not stay behind, nor be the base the next mode installs over; the
         # install error stays the one reported.
         with contextlib.suppress(IstioError):
             installer.uninstall()
+        if isinstance(exc, IstioError | KubeError):
+            # Every check of the mode would fail on it alike: the run stops once, saying why.
+            abort_run(request.config, f"installing Istio {settings.istio_version} ({mode.value}) failed: {exc}")
         raise
     environment.istio_version = settings.istio_version
     environment.install_method[mode.value] = (

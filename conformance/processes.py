@@ -9,20 +9,33 @@ import os
 import shlex
 import signal
 import subprocess
+import time
+from collections.abc import Callable
 from contextlib import suppress
 from urllib.parse import urlsplit
 
+#: How often a long command says it is still running.
+HEARTBEAT_SECONDS = 30.0
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
-def run_bounded(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+def run_bounded(
+    command: list[str],
+    timeout: float,
+    *,
+    heartbeat: Callable[[float], None] | None = None,
+    heartbeat_seconds: float = HEARTBEAT_SECONDS,
+) -> subprocess.CompletedProcess[str]:
     """Run ``command`` with captured output, killing its whole process group when ``timeout`` passes.
 
     A plain ``subprocess.run(timeout=)`` kills only the child and can then wait forever on pipes that
     grandchildren (the engine CLI kind spawns) still hold open. The child gets its own session, so an
-    interrupt of the harness also ends it here rather than leaving it running.
+    interrupt of the harness also ends it here rather than leaving it running. ``heartbeat``, when given,
+    is called with the seconds elapsed every ``heartbeat_seconds`` while the command runs (a long build
+    says it is still alive).
     Raises ``subprocess.TimeoutExpired`` on timeout and ``OSError`` when the command cannot start.
     """
+    started = time.monotonic()
     with subprocess.Popen(
         command,
         stdin=subprocess.DEVNULL,
@@ -32,7 +45,16 @@ def run_bounded(command: list[str], timeout: float) -> subprocess.CompletedProce
         start_new_session=True,
     ) as process:
         try:
-            stdout, stderr = process.communicate(timeout=timeout)
+            while True:
+                remaining = started + timeout - time.monotonic()
+                wait = min(remaining, heartbeat_seconds) if heartbeat is not None else remaining
+                try:
+                    stdout, stderr = process.communicate(timeout=max(wait, 0.0))
+                    break
+                except subprocess.TimeoutExpired:
+                    if heartbeat is None or time.monotonic() >= started + timeout:
+                        raise
+                    heartbeat(time.monotonic() - started)
         except BaseException:
             with suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)

@@ -215,13 +215,17 @@ class ProfileSummary:
             return ProfileResult.PARTIAL
         return ProfileResult.SUCCESS
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, not_certifiable_because: Sequence[str] = ()) -> dict[str, Any]:
+        certification: dict[str, Any] = {"certifiable": not not_certifiable_because}
+        if not_certifiable_because:
+            certification["notCertifiableBecause"] = list(not_certifiable_because)
         return {
             "name": self.name,
             "summary": {
                 "result": self.result.value,
                 "statistics": {r.value: self.count(r) for r in CheckResult},
             },
+            **certification,
             "failedChecks": sorted({c.check_id for c in self.checks if c.result is CheckResult.FAILED}),
             "skippedChecks": sorted({c.check_id for c in self.checks if c.result is CheckResult.SKIPPED}),
             "notPassedChecks": [
@@ -285,10 +289,16 @@ class RunInfo:
     ci: Mapping[str, str] = field(default_factory=dict)
 
 
+#: The profiles a report can certify; EXTERNAL-WORLD checks the harness itself.
+CERTIFICATION_PROFILES = ("EGRESS-SIDECAR", "EGRESS-AMBIENT")
+EXTERNAL_WORLD_PROFILE = "EXTERNAL-WORLD"
+
+
 def certifiable(
     records: Sequence[CheckRecord], settings: Settings, status: RunStatus, selection: Selection | None = None
 ) -> list[str]:
-    """Why the run cannot be handed in for certification (empty when it can)."""
+    """Why no profile of the run can be handed in for certification, whatever its checks show (empty when
+    the run as a whole qualifies; each profile adds its own reasons, see :func:`profile_certifiability`)."""
     selection = selection or Selection()
     reasons: list[str] = []
     if settings.plan:
@@ -302,16 +312,49 @@ def certifiable(
         )
     if selection.keyword_expression.strip():
         reasons.append(f"narrowed by -k {selection.keyword_expression!r}")
-    if any(r.result is CheckResult.NOT_SELECTED for r in records):
-        reasons.append("narrowed run: some implemented checks were not selected (-k / -m / --mesh-mode)")
-    if any(r.result is CheckResult.NOT_RUN for r in records) and status is RunStatus.COMPLETED:
-        reasons.append("some selected checks did not run: the run stopped early")
-    if any(r.result is CheckResult.NOT_IMPLEMENTED for r in records):
-        reasons.append("some checks of the catalogue are not implemented")
-    if any(r.result is CheckResult.SKIPPED and r.core for r in records):
-        reasons.append("some core checks were skipped")
+    if settings.istio_source is IstioSource.INSTALL and not settings.plan:
+        reasons.append(
+            "the harness installed upstream Istio itself: a reference run of upstream Istio, not of an "
+            "implementation under test (certify an installation with --istio existing and --implementation-file)"
+        )
     if settings.implementation is None and settings.istio_source is IstioSource.EXISTING:
         reasons.append("the Istio under test is not described: pass --implementation-file")
+    if settings.istio_overlay is not None:
+        reasons.append(
+            f"Istio was installed with --istio-overlay {settings.istio_overlay.name}, which changes Istio's "
+            "defaults: the configuration under test is not the documented one"
+        )
+    failing = sorted(
+        r.check_id for r in records if r.profile == EXTERNAL_WORLD_PROFILE and r.result is CheckResult.FAILED
+    )
+    if failing:
+        reasons.append(f"the harness's checks of its own external world failed ({', '.join(failing)})")
+    return reasons
+
+
+def profile_certifiability(profile: ProfileSummary, run_reasons: Sequence[str], modes: Sequence[str]) -> list[str]:
+    """Why ``profile`` cannot be certified by this report (empty when it can)."""
+    if profile.name not in CERTIFICATION_PROFILES:
+        return ["the harness's checks of itself: a condition of every other profile, not a profile to certify"]
+    reasons = list(run_reasons)
+    core = [c for c in profile.checks if c.core]
+
+    def ids(result: CheckResult) -> str:
+        return ", ".join(sorted({c.check_id for c in core if c.result is result}))
+
+    if any(c.result is CheckResult.NOT_SELECTED for c in core):
+        reasons.append(
+            f"its checks were not selected (this run: --mesh-mode {','.join(modes)}; -k / -m narrow too): "
+            + ids(CheckResult.NOT_SELECTED)
+        )
+    for result, what in (
+        (CheckResult.FAILED, "failed"),
+        (CheckResult.SKIPPED, "were skipped"),
+        (CheckResult.NOT_RUN, "did not run"),
+        (CheckResult.NOT_IMPLEMENTED, "are not implemented"),
+    ):
+        if any(c.result is result for c in core):
+            reasons.append(f"core checks {what}: {ids(result)}")
     return reasons
 
 
@@ -337,7 +380,13 @@ def build_report(
     profiles: dict[str, ProfileSummary] = {}
     for record in all_records:
         profiles.setdefault(record.profile, ProfileSummary(record.profile)).checks.append(record)
-    reasons = certifiable(all_records, settings, run.status, run.selection)
+    run_reasons = certifiable(all_records, settings, run.status, run.selection)
+    modes = [m.value for m in settings.mesh_modes]
+    profile_reasons = {name: profile_certifiability(summary, run_reasons, modes) for name, summary in profiles.items()}
+    certified = sorted(name for name, why in profile_reasons.items() if not why)
+    reasons = list(run_reasons)
+    if not certified and not reasons:
+        reasons.append("no profile is certifiable: see each profile's notCertifiableBecause")
     run_section: dict[str, Any] = {"id": run.run_id, "status": run.status.value}
     if run.status_reason:
         run_section["reason"] = run.status_reason
@@ -345,6 +394,7 @@ def build_report(
     run_section["certifiable"] = not reasons
     if reasons:
         run_section["notCertifiableBecause"] = reasons
+    run_section["certifiableProfiles"] = certified
     run_section["selection"] = run.selection.record()
     run_section["timeoutScale"] = settings.timeout_scale
     run_section["keepOnFailure"] = settings.keep_on_failure
@@ -368,7 +418,7 @@ def build_report(
         },
         "run": run_section,
         "environment": environment_section(settings, environment),
-        "profiles": [profiles[name].as_dict() for name in sorted(profiles)],
+        "profiles": [profiles[name].as_dict(profile_reasons[name]) for name in sorted(profiles)],
         "deviations": deviations(all_records),
         "adaptations": [
             {"id": r.check_id, "mode": r.mode, **adaptation} for r in all_records for adaptation in r.adaptations
@@ -381,9 +431,19 @@ def environment_section(settings: Settings, environment: RunEnvironment) -> dict
     installing = settings.istio_source is IstioSource.INSTALL
     kind = None
     if not settings.uses_existing_cluster:
-        kind = {"version": environment.kind_version, "nodeImage": settings.kind_image}
+        kind = {
+            "version": environment.kind_version,
+            "nodeImage": settings.kind_image,
+            "config": str(settings.kind_config) if settings.kind_config else None,
+            "imagesLoaded": list(environment.images_loaded),
+        }
+    overlay = None
+    if installing and settings.istio_overlay is not None:
+        overlay = {"file": str(settings.istio_overlay), "content": settings.istio_overlay.read_text(encoding="utf-8")}
     return {
-        "observed": not settings.plan,
+        # Observed only when the run reached a cluster and read it (a plan run, or one that stopped
+        # before, observed nothing).
+        "observed": not settings.plan and environment.kubernetes_version is not None,
         "kubernetes": {
             "version": environment.kubernetes_version,
             "provider": "existing" if settings.uses_existing_cluster else "kind",
@@ -396,7 +456,11 @@ def environment_section(settings: Settings, environment: RunEnvironment) -> dict
             "installedBy": "harness" if installing else "existing",
             "installMethod": dict(environment.install_method),
             "istioctlVersion": environment.istioctl_version,
+            "hub": settings.istio_hub if installing else None,
+            "tag": settings.istio_image_tag if installing else None,
+            "overlay": overlay,
         },
+        "imageMap": settings.image_map.record(),
         "modes": [m.value for m in settings.mesh_modes],
         "dataPlanes": [environment.data_planes[mode].record() for mode in sorted(environment.data_planes)],
         "errors": list(environment.errors),

@@ -30,7 +30,7 @@ Document = dict[str, Any]
 class Until(enum.StrEnum):
     #: Positive check: the expectation must match N consecutive times within the converge deadline.
     CONVERGES = "converges"
-    #: Negative check: first observed, then holding for N probes spanning the hold deadline.
+    #: Negative check: observed N times in a row, then that run holding until it spans the hold deadline.
     HOLDS = "holds"
 
 
@@ -244,6 +244,10 @@ class RuntimeBase:
     def istio_version(self) -> str:
         return self._istio_version
 
+    def placeholders(self) -> Mapping[str, str]:
+        """Invented values -> how a printout names them (none: a real run shows what it saw)."""
+        return {}
+
 
 class Runtime(Protocol):
     """What scenario code needs done. See the module docstring."""
@@ -264,6 +268,10 @@ class Runtime(Protocol):
 
     def variables(self) -> Mapping[str, str]:
         """Values for the ``${NAME}`` placeholders of scenario manifests."""
+        ...
+
+    def placeholders(self) -> Mapping[str, str]:
+        """Invented values (a plan's addresses) -> how a printout names them, e.g. ``<default/sleep pod IP>``."""
         ...
 
     def secret_variables(self) -> frozenset[str]:

@@ -241,7 +241,8 @@ class Step:
     def _record(self, type_: str, **fields: Any) -> None:
         action = self.run.actions.add(type_, self._label, **fields)
         if self.runtime.planning:
-            progress.info(f"[{self.check.id} {self.runtime.mode.value}] {describe_action(action.as_dict())}")
+            line = describe_action(action.as_dict(), self.runtime.placeholders())
+            progress.info(f"[{self.check.id} {self.runtime.mode.value}] {line}")
 
     def record_observed(self, label: str, observation: Observation) -> None:
         """Keep an observation's outcome for the report (the catalogue asks for it, e.g. a pitfall)."""
@@ -750,8 +751,23 @@ class Waypoint(Proxy):
         super().__init__(step, LogSource(ProxyKind.WAYPOINT, f"{namespace}/{name}", namespace, selector))
 
 
-def describe_action(action: Mapping[str, Any]) -> str:
-    """One line per action, for the plan's printout."""
+def describe_action(action: Mapping[str, Any], placeholders: Mapping[str, str] | None = None) -> str:
+    """One line per action, for the plan's printout; ``placeholders`` name the values a plan invents (its
+    addresses), so the printout never shows them as facts."""
+    names = placeholders or {}
+
+    def named(text: str) -> str:
+        for value, name in sorted(names.items(), key=lambda item: -len(item[0])):
+            text = re.sub(rf"(?<![\d.]){re.escape(value)}(?![\d])", name, text)
+        return text
+
+    def shown(matcher: Mapping[str, Any]) -> str:
+        if "portOf" in matcher:
+            return f"*:{matcher['portOf']}"
+        if "hostOf" in matcher:
+            return named(str(matcher["hostOf"]))
+        return named(str(next(iter(matcher.values()))))
+
     kind = action["type"]
     if kind == "mesh":
         return f"set mesh outboundTrafficPolicy {action['outboundTrafficPolicy']}"
@@ -770,13 +786,13 @@ def describe_action(action: Mapping[str, Any]) -> str:
         return f"wait for {action['what']}"
     if kind == "probe":
         until = "converges to" if action["until"] == Until.CONVERGES.value else "is denied and holds"
-        command = action["request"]["display"]
+        command = named(action["request"]["display"])
         return f"{action['probe']}: in {action['client']}: {command} {until} {action['expect']['outcome']}"
     if kind == "log":
         proxy = action["proxy"]
         if not action["present"]:
             control = action["controlProbe"]
             return f"{proxy['kind']} {proxy['workload']} has no entry for {action['probe']} (control {control})"
-        fields = ", ".join(f"{k}={next(iter(v.values()))}" for k, v in action["fields"].items())
+        fields = ", ".join(f"{k}={shown(v)}" for k, v in action["fields"].items())
         return f"{proxy['kind']} {proxy['workload']} logs {action['probe']} with {fields}"
     return str(dict(action))

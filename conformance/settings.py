@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conformance import versions
+from conformance.image_map import NO_IMAGE_MAP, ImageMap, ImageMapError, load_image_map
 from conformance.implementation import Implementation, ImplementationError, load_implementation
 from conformance.timeouts import DEFAULT_TIMEOUTS, TIMEOUT_SCALE_MAX, TIMEOUT_SCALE_MIN, Timeouts
 
@@ -91,6 +92,34 @@ OPTIONS: tuple[Option, ...] = (
     Option("--kind-image", "EGRESS_KIND_IMAGE", "kind node image", versions.KIND.node_image),
     Option("--kind-bin", "EGRESS_KIND_BIN", "kind executable to use (default: PATH, else pinned download)"),
     Option(
+        "--kind-config",
+        "EGRESS_KIND_CONFIG",
+        "kind config file for the cluster the harness creates (default: manifests/kind/cluster.yaml)",
+    ),
+    Option(
+        "--load-images",
+        "EGRESS_LOAD_IMAGES",
+        "load every image the run deploys from the local container engine into the kind cluster the harness "
+        "manages (kind load docker-image), never pulling: for air-gapped runs and locally built images",
+        is_flag=True,
+    ),
+    Option(
+        "--image-map",
+        "EGRESS_IMAGE_MAP",
+        "YAML file mapping images of manifests/images.yaml to the references to run instead (private mirror, "
+        "locally built images)",
+    ),
+    Option(
+        "--istio-hub", "EGRESS_ISTIO_HUB", "registry and path of Istio's images (istioctl's hub)", "docker.io/istio"
+    ),
+    Option("--istio-tag", "EGRESS_ISTIO_TAG", "tag of Istio's images (istioctl's tag; default: --istio-version)"),
+    Option(
+        "--istio-overlay",
+        "EGRESS_ISTIO_OVERLAY",
+        "extra IstioOperator file istioctl install merges over the harness's own (changes Istio's defaults: the "
+        "run is then not certifiable)",
+    ),
+    Option(
         "--istioctl-bin",
         "EGRESS_ISTIOCTL_BIN",
         "istioctl executable to use (default: PATH if the version matches, else pinned download)",
@@ -149,11 +178,15 @@ OPTIONS: tuple[Option, ...] = (
     ),
 )
 
+KIND_API = "kind.x-k8s.io/v1alpha4"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 # kind cluster names become Docker container names and kubeconfig contexts.
 _CLUSTER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")
 _IMAGE = re.compile(r"^[\w.\-/:]+(@sha256:[0-9a-f]{64})?$")
+_IMAGE_HUB = re.compile(r"^[a-zA-Z0-9][\w.\-]*(:\d+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
+_IMAGE_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+DEFAULT_ISTIO_HUB = "docker.io/istio"
 
 
 @dataclass(frozen=True)
@@ -184,6 +217,19 @@ class Settings:
     implementation: Implementation | None = None
     #: Stop at the first failed check and leave everything in place for inspection.
     keep_on_failure: bool = False
+    #: kind config of a cluster the harness creates (None: manifests/kind/cluster.yaml).
+    kind_config: Path | None = None
+    #: Load the run's images from the local container engine into the managed kind cluster.
+    load_images: bool = False
+    image_map: ImageMap = NO_IMAGE_MAP
+    istio_hub: str = DEFAULT_ISTIO_HUB
+    #: None: the Istio release's own tag (--istio-version).
+    istio_tag: str | None = None
+    istio_overlay: Path | None = None
+
+    @property
+    def istio_image_tag(self) -> str:
+        return self.istio_tag or self.istio_version
 
     @property
     def uses_existing_cluster(self) -> bool:
@@ -215,10 +261,15 @@ class Settings:
                 raw[opt.dest] = str(value)
             else:
                 raw[opt.dest] = env.get(opt.env, opt.default)
-        return cls._validated(raw)
+        given = {
+            opt.dest
+            for opt in OPTIONS
+            if (cli.get(opt.dest) if not opt.is_flag else bool(cli.get(opt.dest))) or opt.env in env
+        }
+        return cls._validated(raw, given)
 
     @classmethod
-    def _validated(cls, raw: Mapping[str, str | None]) -> Settings:
+    def _validated(cls, raw: Mapping[str, str | None], given: frozenset[str] | set[str] = frozenset()) -> Settings:
         def need(dest: str) -> str:
             value = raw.get(dest)
             assert value is not None, dest
@@ -238,6 +289,11 @@ class Settings:
         kubeconfig = _existing_file("--kubeconfig", raw.get("kubeconfig"))
         if kubeconfig is not None:
             _check_kubeconfig(kubeconfig, raw.get("kube_context"))
+        elif raw.get("kube_context"):
+            raise SettingsError(
+                "--kube-context names a context of --kubeconfig, which is not given: add --kubeconfig PATH "
+                "(a kind cluster the harness creates has one context of its own)"
+            )
 
         cluster_name = need("cluster_name")
         if not _CLUSTER_NAME.match(cluster_name):
@@ -273,6 +329,21 @@ class Settings:
             ) from None
 
         plan = need("plan") == "true"
+        if plan and kubeconfig is not None:
+            raise SettingsError(
+                "--kubeconfig: a --plan run walks the checks without any cluster and would ignore it; "
+                "drop --kubeconfig to plan, or --plan to run on that cluster"
+            )
+        if istio_source is IstioSource.EXISTING and kubeconfig is None and need("reuse_cluster") != "true" and not plan:
+            raise SettingsError(
+                "--istio existing tests the Istio installed on a cluster, and the kind cluster the harness would "
+                "create has none: pass --kubeconfig (or --reuse-cluster for a kind cluster with Istio installed)"
+            )
+        if "plan_gateway" in given and not plan:
+            raise SettingsError(
+                "--plan-gateway says which egress gateway a plan assumes; without --plan the run reads the "
+                "installed one: add --plan or drop --plan-gateway"
+            )
         implementation = _implementation(raw.get("implementation_file"))
         keep_on_failure = need("keep_on_failure") == "true"
         oracle = need("oracle") == "true"
@@ -290,6 +361,29 @@ class Settings:
                 "so drop one of them"
             )
 
+        kind_config = _kind_config(raw.get("kind_config"))
+        load_images = need("load_images") == "true"
+        if kubeconfig is not None and (kind_config is not None or load_images):
+            raise SettingsError(
+                "--kind-config/--load-images apply to a kind cluster the harness manages; with --kubeconfig "
+                "nothing is created, so drop them (load images into that cluster your own way)"
+            )
+        istio_hub = need("istio_hub").strip().rstrip("/")
+        if not _IMAGE_HUB.match(istio_hub):
+            raise SettingsError(f"--istio-hub: {istio_hub!r} is not a registry path (e.g. docker.io/istio)")
+        istio_tag = (raw.get("istio_tag") or "").strip() or None
+        if istio_tag is not None and not _IMAGE_TAG.match(istio_tag):
+            raise SettingsError(f"--istio-tag: {istio_tag!r} is not an image tag (letters, digits, '_', '.', '-')")
+        istio_overlay = _istio_overlay(raw.get("istio_overlay"))
+        if istio_source is IstioSource.EXISTING and (
+            istio_overlay is not None or istio_tag is not None or istio_hub != DEFAULT_ISTIO_HUB
+        ):
+            raise SettingsError(
+                "--istio-hub/--istio-tag/--istio-overlay shape the Istio the harness installs; with "
+                "--istio existing nothing is installed, so drop them"
+            )
+        image_map = _image_map(raw.get("image_map"), istio_version)
+
         return cls(
             mesh_modes=mesh_modes,
             istio_version=istio_version,
@@ -300,8 +394,10 @@ class Settings:
             keep_cluster=keep,
             reuse_cluster=reuse,
             kind_image=kind_image,
-            kind_bin=_executable("--kind-bin", raw.get("kind_bin")),
-            istioctl_bin=_executable("--istioctl-bin", raw.get("istioctl_bin")),
+            kind_bin=_tool("--kind-bin", raw.get("kind_bin"), ["version"], _KIND_VERSION_OUTPUT, "kind"),
+            istioctl_bin=_tool(
+                "--istioctl-bin", raw.get("istioctl_bin"), ["version", "--remote=false"], _ISTIOCTL_OUTPUT, "istioctl"
+            ),
             report_dir=_directory_path("--report-dir", need("report_dir")),
             cache_dir=Path(need("cache_dir")).expanduser(),
             timeouts=DEFAULT_TIMEOUTS.scaled(timeout_scale),
@@ -314,6 +410,12 @@ class Settings:
             keep_on_failure=keep_on_failure,
             oracle=oracle,
             plan_gateway=plan_gateway,
+            kind_config=kind_config,
+            load_images=load_images,
+            image_map=image_map,
+            istio_hub=istio_hub,
+            istio_tag=istio_tag,
+            istio_overlay=istio_overlay,
         )
 
 
@@ -388,6 +490,79 @@ def _implementation(value: str | None) -> Implementation | None:
         return load_implementation(path)
     except ImplementationError as exc:
         raise SettingsError(f"--implementation-file: {exc}") from None
+
+
+def _yaml_documents(flag: str, path: Path) -> list[object]:
+    import yaml
+
+    try:
+        return [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc is not None]
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise SettingsError(f"{flag}: {path} is not a readable YAML file ({exc})") from None
+
+
+def _kind_config(value: str | None) -> Path | None:
+    path = _existing_file("--kind-config", value)
+    if path is None:
+        return None
+    documents = _yaml_documents("--kind-config", path)
+    config = documents[0] if len(documents) == 1 else None
+    if not isinstance(config, dict) or config.get("kind") != "Cluster" or config.get("apiVersion") != KIND_API:
+        raise SettingsError(f"--kind-config: {path} is not one kind config (kind: Cluster, apiVersion: {KIND_API})")
+    return path
+
+
+def _istio_overlay(value: str | None) -> Path | None:
+    path = _existing_file("--istio-overlay", value)
+    if path is None:
+        return None
+    documents = _yaml_documents("--istio-overlay", path)
+    overlay = documents[0] if len(documents) == 1 else None
+    if not isinstance(overlay, dict) or overlay.get("kind") != "IstioOperator":
+        raise SettingsError(f"--istio-overlay: {path} is not one IstioOperator (kind: IstioOperator)")
+    return path
+
+
+def _image_map(value: str | None, istio_version: str) -> ImageMap:
+    path = _existing_file("--image-map", value)
+    if path is None:
+        return NO_IMAGE_MAP
+    from conformance.image_list import default_variables, load
+
+    try:
+        return load_image_map(path, load(), default_variables(istio_version))
+    except ImageMapError as exc:
+        raise SettingsError(f"--image-map: {exc}") from None
+
+
+#: What ``kind version`` prints (``kind v0.31.0 go1.25.5 linux/amd64``) and ``istioctl version --remote=false``
+#: (``client version: 1.30.3`` or a bare ``1.30.3``).
+_KIND_VERSION_OUTPUT = re.compile(r"^kind v?\d+\.\d+\.\d+")
+_ISTIOCTL_OUTPUT = re.compile(r"^(client version: )?\d+\.\d+[\w.+-]*\s*$", re.IGNORECASE | re.MULTILINE)
+_TOOL_CHECK_SECONDS = 15.0
+
+
+def _tool(flag: str, value: str | None, version_args: list[str], output: re.Pattern[str], what: str) -> Path | None:
+    """An executable that answers its version command like ``what`` does (a wrong path fails here, named)."""
+    import subprocess
+
+    path = _executable(flag, value)
+    if path is None:
+        return None
+    try:
+        result = subprocess.run(
+            [str(path), *version_args], capture_output=True, text=True, timeout=_TOOL_CHECK_SECONDS, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SettingsError(f"{flag}: {path} cannot be run as {what} ({exc})") from None
+    said = (result.stdout or result.stderr).strip()
+    if result.returncode != 0 or not output.search(said):
+        first = said.splitlines()[0][:120] if said else "nothing"
+        raise SettingsError(
+            f"{flag}: {path} is not {what}: `{path.name} {' '.join(version_args)}` printed {first!r} "
+            f"(exit code {result.returncode})"
+        )
+    return path
 
 
 def _executable(flag: str, value: str | None) -> Path | None:

@@ -31,7 +31,7 @@ def render_summary(report: Mapping[str, Any]) -> str:
         "",
         f"{verdicts}. Run `{run['id']}`, {report['date']}, harness {report['harness']['version']}"
         + (f" ({report['harness']['commit'][:12]})" if report["harness"]["commit"] else "")
-        + (", plan run" if run["plan"] else "")
+        + (f", plan run for Istio {report['environment']['istio']['requestedVersion']}" if run["plan"] else "")
         + ".",
         "",
         CHECK_TABLE_HEADER,
@@ -42,7 +42,7 @@ def render_summary(report: Mapping[str, Any]) -> str:
             convergence = check.get("convergenceSeconds")
             lines.append(
                 f"| {_cell(check['id'])} | {_cell(check.get('mode') or '—')} | {_cell(profile['name'])} "
-                f"| {_cell(check['result'])} | {_cell(check.get('reason') or '')} "
+                f"| {_cell(check['result'])} | {_cell(check.get('reason') or '', bounded=False)} "
                 f"| {'' if convergence is None else f'{convergence:.2f}'} |"
             )
     deviations = report["deviations"]
@@ -56,15 +56,21 @@ def render_summary(report: Mapping[str, Any]) -> str:
             observed = "; ".join(deviation["observed"]) or f"({deviation['result']})"
             cells = [deviation["id"], deviation.get("mode") or "—", deviation["documented"], deviation["expected"],
                      observed, deviation["reason"]]  # fmt: skip
-            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+            lines.append("| " + " | ".join(_cell(c, bounded=i < 5) for i, c in enumerate(cells)) + " |")
     else:
         lines.append("None among the checks of this run.")
     lines += ["", "### Certification", ""]
     if run["certifiable"]:
-        lines.append("This report can be handed in for certification.")
+        lines.append(f"This report can be handed in to certify {', '.join(run['certifiableProfiles'])}.")
     else:
         lines.append("Not certifiable:")
-        lines += [f"- {_cell(reason)}" for reason in run["notCertifiableBecause"]]
+        lines += [f"- {_cell(reason, bounded=False)}" for reason in run["notCertifiableBecause"]]
+    for profile in report["profiles"]:
+        if profile["certifiable"]:
+            lines.append(f"- **{profile['name']}**: certifiable")
+        else:
+            why = "; ".join(profile["notCertifiableBecause"])
+            lines.append(f"- **{profile['name']}**: not certifiable: {_cell(why, bounded=False)}")
     evidence = report["evidence"]
     if evidence["files"] or evidence["errors"]:
         lines += [
@@ -89,7 +95,7 @@ def write_summary(report: Mapping[str, Any], report_dir: Path, environ: Mapping[
     return path
 
 
-def _cell(text: str) -> str:
-    """Table-safe text: one line, pipes escaped, bounded."""
+def _cell(text: str, *, bounded: bool = True) -> str:
+    """Table-safe text: one line, pipes escaped; bounded, except reasons, whose fix must stay whole."""
     flat = " ".join(str(text).split()).replace("|", "\\|")
-    return flat if len(flat) <= MAX_CELL else flat[: MAX_CELL - 1] + "…"
+    return flat if not bounded or len(flat) <= MAX_CELL else flat[: MAX_CELL - 1] + "…"

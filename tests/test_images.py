@@ -576,6 +576,7 @@ def test_load_pulls_missing_images_by_digest_and_loads_them_into_kind(
     caplog.set_level(logging.INFO, logger="conformance")
     fake_bin.isolate_path()
     docker, kind = fake_bin("docker"), fake_bin("kind")
+    kind.on("get", "clusters", stdout="egress-conformance\n")
     docker.on(*INSPECT, "kindest/node:v1.35.0", exit_code=1, stderr="Error: No such image\n")
     docker.on(*INSPECT, "docker.io/curlimages/curl:8.16.0", exit_code=1, stderr="Error: No such image\n")
     docker.on(*INSPECT, "docker.io/library/nginx:1.29.3", stdout='["nginx@sha256:' + "d" * 64 + '"]\n')
@@ -596,6 +597,7 @@ def test_load_pulls_missing_images_by_digest_and_loads_them_into_kind(
     assert "[3/3] docker.io/library/nginx:1.29.3: already present in Docker" in caplog.messages
     # The node image is the cluster itself: pulled for `kind create`, never loaded.
     assert kind.argvs() == [
+        ["get", "clusters"],
         ["load", "docker-image", "docker.io/curlimages/curl:8.16.0", "--name", "egress-conformance"],
         ["load", "docker-image", "docker.io/library/nginx:1.29.3", "--name", "egress-conformance"],
     ]
@@ -604,6 +606,7 @@ def test_load_pulls_missing_images_by_digest_and_loads_them_into_kind(
 def test_load_repulls_a_local_image_with_another_digest(fake_bin: FakeBin, tmp_path: Path) -> None:
     fake_bin.isolate_path()
     docker, kind = fake_bin("docker"), fake_bin("kind")
+    kind.on("get", "clusters", stdout="c1\n")
     docker.on(*INSPECT, "kindest/node:v1.35.0", stdout=f'["kindest/node@{DIGEST_A}"]\n')
     docker.on(*INSPECT, "docker.io/curlimages/curl:8.16.0", stdout=f'["curlimages/curl@{DIGEST_C}"]\n')
     docker.on(*INSPECT, "docker.io/library/nginx:1.29.3", stdout="[]\n")
@@ -614,16 +617,39 @@ def test_load_repulls_a_local_image_with_another_digest(fake_bin: FakeBin, tmp_p
 
     pulls = [argv for argv in docker.argvs() if argv[0] == "pull"]
     assert pulls == [["pull", f"docker.io/curlimages/curl@{DIGEST_B}"]]
-    assert [argv[2] for argv in kind.argvs()] == ["docker.io/curlimages/curl:8.16.0", "docker.io/library/nginx:1.29.3"]
+    loaded = [argv[2] for argv in kind.argvs() if argv[0] == "load"]
+    assert loaded == ["docker.io/curlimages/curl:8.16.0", "docker.io/library/nginx:1.29.3"]
 
 
 def test_load_uses_the_given_kind_binary(fake_bin: FakeBin, tmp_path: Path) -> None:
     fake_bin.isolate_path()
     fake_bin("docker")
     custom = fake_bin("kind-v0.31.0")
+    custom.on("get", "clusters", stdout="c1\n")
     path = _images_file(tmp_path, image_list_data(entry("docker.io/library/nginx:1.29.3")))
     assert main(["load", "--cluster-name", "c1", "--kind-bin", str(custom.path), "--images-file", str(path)]) == 0
-    assert custom.argvs() == [["load", "docker-image", "docker.io/library/nginx:1.29.3", "--name", "c1"]]
+    assert custom.argvs() == [
+        ["get", "clusters"],
+        ["load", "docker-image", "docker.io/library/nginx:1.29.3", "--name", "c1"],
+    ]
+
+
+def test_load_checks_kind_and_the_cluster_before_it_pulls_anything(
+    fake_bin: FakeBin, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_bin.isolate_path()
+    docker, kind = fake_bin("docker"), fake_bin("kind")
+    kind.on("get", "clusters", stdout="other\n")
+    assert main(["load", "--cluster-name", "c1", "--images-file", str(_load_list(tmp_path))]) == 1
+    assert "--cluster-name: kind knows no cluster 'c1' (clusters: ['other'])" in capsys.readouterr().err
+    assert docker.argvs() == []
+    kind.on("get", "clusters", exit_code=1, stderr="ERROR: unknown command\n")
+    broken = fake_bin("kind-broken")
+    broken.on("get", "clusters", exit_code=1, stderr="ERROR: unknown command\n")
+    argv = ["load", "--cluster-name", "c1", "--kind-bin", str(broken.path), "--images-file", str(_load_list(tmp_path))]
+    assert main(argv) == 1
+    assert "does not work as kind" in capsys.readouterr().err
+    assert docker.argvs() == []
 
 
 def test_load_fails_clearly_without_docker(
@@ -647,13 +673,14 @@ def test_load_fails_clearly_without_kind(fake_bin: FakeBin, tmp_path: Path, caps
 def test_load_stops_on_a_failed_pull(fake_bin: FakeBin, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     fake_bin.isolate_path()
     docker, kind = fake_bin("docker"), fake_bin("kind")
+    kind.on("get", "clusters", stdout="c1\n")
     docker.on(*INSPECT, exit_code=1)
     docker.on("pull", exit_code=1, stderr="Error response from daemon: manifest unknown\n")
     path = _images_file(tmp_path, image_list_data(entry("docker.io/library/nginx:1.29.3")))
     assert main(["load", "--cluster-name", "c1", "--images-file", str(path)]) == 1
     err = capsys.readouterr().err
     assert "docker pull docker.io/library/nginx:1.29.3" in err and "manifest unknown" in err
-    assert kind.argvs() == []
+    assert kind.argvs() == [["get", "clusters"]]
 
 
 # --- list --------------------------------------------------------------------------------------------

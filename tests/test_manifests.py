@@ -198,7 +198,7 @@ def test_validator_accepts_preserved_unknown_fields(validator: Validator) -> Non
 
 
 def test_non_api_kinds_are_only_tool_configs() -> None:
-    assert {kind for _, kind in SKIPPED_KINDS} == {"IstioOperator", "Cluster", "ImageList", "Versions"}
+    assert {kind for _, kind in SKIPPED_KINDS} == {"IstioOperator", "Cluster", "ImageList", "ImageMap", "Versions"}
 
 
 def test_missing_placeholder_value_is_refused() -> None:

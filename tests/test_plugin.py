@@ -139,7 +139,9 @@ def test_mesh_is_parametrised_by_selected_and_supported_modes(pytester: pytest.P
     assert "test_any_mode[ambient]" not in result.stdout.str()
 
 
-def test_mode_a_test_does_not_support_is_skipped_with_reason(pytester: pytest.Pytester, tmp_path: Path) -> None:
+def test_a_check_of_a_mode_the_run_did_not_select_is_deselected_not_skipped(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
     pytester.makepyfile(test_modes=MESH_SCENARIOS)
     result = run(
         pytester,
@@ -153,8 +155,8 @@ def test_mode_a_test_does_not_support_is_skipped_with_reason(pytester: pytest.Py
         "-p",
         "no:junitxml",
     )
-    result.assert_outcomes(passed=1, skipped=1)
-    result.stdout.fnmatch_lines(["*runs on the sidecar data plane; this run selected --mesh-mode ambient*"])
+    result.assert_outcomes(passed=1, deselected=1)
+    assert "runs on the sidecar data plane" not in result.stdout.str()
 
 
 @pytest.mark.parametrize(
@@ -354,8 +356,9 @@ def test_checks_needing_the_egress_gateway_skip_when_the_mesh_has_none(pytester:
         )
     )
     result = run(pytester, "-m", "egress", "--plan", "--mesh-mode", "sidecar", "-rs", "-p", "no:junitxml")
-    result.assert_outcomes(passed=1, skipped=1)
-    result.stdout.fnmatch_lines(["*the installed Istio has no egress gateway*"])
+    # In a plan run the check that ran is planned (reported skipped), never passed.
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines(["*the installed Istio has no egress gateway*", "*planned: a plan run walks*"])
 
 
 def test_bad_implementation_file_stops_the_run_naming_the_option(pytester: pytest.Pytester, tmp_path: Path) -> None:

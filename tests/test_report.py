@@ -11,6 +11,7 @@ import jsonschema
 import pytest
 import yaml
 
+from conformance.catalogue import CATALOGUE
 from conformance.environment import DataPlaneFacts, RunEnvironment, RunningImage
 from conformance.implementation import Implementation
 from conformance.report import (
@@ -28,7 +29,7 @@ from conformance.report import (
     validate_report,
     write_report,
 )
-from conformance.settings import IstioSource, Settings
+from conformance.settings import IstioSource, MeshMode, Settings
 
 NOW = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
 
@@ -102,10 +103,11 @@ def test_every_non_passed_check_carries_its_reason() -> None:
         (Settings(), RunStatus.ABORTED, Selection(), [], "the run stopped before its checks ran"),
         (Settings(), RunStatus.COMPLETED, Selection("egress and sidecar"), [], "narrowed by -m 'egress and sidecar'"),
         (Settings(), RunStatus.COMPLETED, Selection("egress", "EGW-04"), [], "narrowed by -k 'EGW-04'"),
-        (Settings(), RunStatus.COMPLETED, Selection(), [record("AMB-X1", CheckResult.NOT_IMPLEMENTED)],
-         "some checks of the catalogue are not implemented"),
-        (Settings(), RunStatus.COMPLETED, Selection(), [record("EGW-01", CheckResult.NOT_RUN)],
-         "the run stopped early"),
+        (Settings(), RunStatus.COMPLETED, Selection(), [], "the harness installed upstream Istio itself"),
+        (replace(Settings(), istio_overlay=Path("overlay.yaml")), RunStatus.COMPLETED, Selection(), [],
+         "--istio-overlay overlay.yaml, which changes Istio's defaults"),
+        (Settings(), RunStatus.COMPLETED, Selection(), [record("XW-01", CheckResult.FAILED, "EXTERNAL-WORLD")],
+         "the harness's checks of its own external world failed (XW-01)"),
         (replace(Settings(), istio_source=IstioSource.EXISTING), RunStatus.COMPLETED, Selection(), [],
          "pass --implementation-file"),
     ],
@@ -117,12 +119,51 @@ def test_not_certifiable_with_the_reason(
     assert any(expected in reason for reason in reasons), reasons
 
 
-def test_a_complete_run_is_certifiable_even_when_a_check_failed() -> None:
-    records = [record("EGW-01", CheckResult.PASSED), record("EGW-02", CheckResult.FAILED)]
-    assert certifiable(records, Settings(), RunStatus.COMPLETED, Selection()) == []
-    report = build_report(records, Settings(), run=RunInfo("r1"), now=NOW)
-    assert report["run"]["certifiable"] is True and "notCertifiableBecause" not in report["run"]
+VENDOR = Implementation("example.com", "mesh", "https://example.com", "2.4.1", ("@example",), "implementation.yaml")
+EXISTING = replace(Settings(), istio_source=IstioSource.EXISTING, implementation=VENDOR)
+
+
+def test_a_profile_is_certifiable_when_every_core_check_of_it_ran_and_passed() -> None:
+    sidecar = [record(c.id, CheckResult.PASSED) for c in CATALOGUE.values() if c.profile.value == "EGRESS-SIDECAR"]
+    ambient = [record(c.id, CheckResult.NOT_SELECTED, "EGRESS-AMBIENT") for c in CATALOGUE.values()
+               if c.profile.value == "EGRESS-AMBIENT" and not c.not_applicable]  # fmt: skip
+    settings = replace(EXISTING, mesh_modes=(MeshMode.SIDECAR,))
+    report = build_report([*sidecar, *ambient], settings, run=RunInfo("r1"), now=NOW)
     validate_report(report)
+    profiles = {p["name"]: p for p in report["profiles"]}
+    assert profiles["EGRESS-SIDECAR"]["certifiable"] is True
+    assert "notCertifiableBecause" not in profiles["EGRESS-SIDECAR"]
+    (why,) = profiles["EGRESS-AMBIENT"]["notCertifiableBecause"]
+    assert why.startswith("its checks were not selected (this run: --mesh-mode sidecar")
+    assert (report["run"]["certifiable"], report["run"]["certifiableProfiles"]) == (True, ["EGRESS-SIDECAR"])
+
+
+@pytest.mark.parametrize(
+    "result, expected",
+    [
+        (CheckResult.FAILED, "core checks failed: EGW-02"),
+        (CheckResult.SKIPPED, "core checks were skipped: EGW-02"),
+        (CheckResult.NOT_RUN, "core checks did not run: EGW-02"),
+        (CheckResult.NOT_IMPLEMENTED, "core checks are not implemented: EGW-02"),
+    ],
+)
+def test_a_profile_with_a_core_check_that_did_not_pass_is_not_certifiable(result: CheckResult, expected: str) -> None:
+    records = [record("EGW-01", CheckResult.PASSED), record("EGW-02", result)]
+    report = build_report(records, EXISTING, run=RunInfo("r1"), now=NOW)
+    validate_report(report)
+    (profile,) = report["profiles"]
+    assert profile["certifiable"] is False and profile["notCertifiableBecause"] == [expected]
+    assert report["run"]["certifiable"] is False
+    assert report["run"]["notCertifiableBecause"] == [
+        "no profile is certifiable: see each profile's notCertifiableBecause"
+    ]
+
+
+def test_a_run_level_reason_makes_every_profile_uncertifiable_and_is_named_in_each() -> None:
+    report = build_report([record("EGW-01", CheckResult.PASSED)], Settings(), run=RunInfo("r1"), now=NOW)
+    (profile,) = report["profiles"]
+    assert any("the harness installed upstream Istio itself" in why for why in profile["notCertifiableBecause"])
+    assert report["run"]["certifiableProfiles"] == []
 
 
 def test_environment_reports_the_image_ids_the_kubelet_runs() -> None:
@@ -146,9 +187,14 @@ def test_schema_refuses_what_the_report_must_not_say() -> None:
     with pytest.raises(ReportInvalid, match="'reason' is a required property"):
         validate_report(broken)
     claims = json.loads(json.dumps(report))
-    claims["run"]["certifiable"] = False  # without saying why
+    assert claims["run"]["certifiable"] is False
+    del claims["run"]["notCertifiableBecause"]  # not certifiable without saying why
     with pytest.raises(ReportInvalid, match="notCertifiableBecause"):
         validate_report(claims)
+    profile = json.loads(json.dumps(report))
+    del profile["profiles"][0]["notCertifiableBecause"]
+    with pytest.raises(ReportInvalid, match="notCertifiableBecause"):
+        validate_report(profile)
     evidence = json.loads(json.dumps(report))
     bad_file = {"path": "evidence/x/y.log", "what": "log", "sha256": "not-a-digest", "bytes": 1, "truncated": False}
     evidence["evidence"]["files"].append({"id": "EGW-02", "mode": "sidecar", **bad_file})

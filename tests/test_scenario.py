@@ -126,6 +126,9 @@ class RecordingRuntime:
 
     istio_version = "1.30.3"
 
+    def placeholders(self) -> Mapping[str, str]:
+        return {}
+
     def variables(self) -> Mapping[str, str]:
         return self._variables
 
