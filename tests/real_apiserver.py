@@ -1,6 +1,6 @@
 """A real Kubernetes control plane for the harness's own tests: etcd, kube-apiserver, kube-controller-manager.
 
-The three binaries are built from the Go module in ``tests/kube-apiserver`` (go.mod/go.sum pin Kubernetes
+The three binaries are built from the Go module in ``tests/kubernetes`` (go.mod/go.sum pin Kubernetes
 and the etcd it uses) into a cache directory keyed by their versions, and reused from there. The first
 build takes minutes (about 8 on 2 cores); later sessions start the control plane in seconds.
 
@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-MODULE_DIR = Path(__file__).resolve().parent / "kube-apiserver"
+MODULE_DIR = Path(__file__).resolve().parent / "kubernetes"
 CACHE_ENV = "EGRESS_APISERVER_CACHE"
 REQUIRE_ENV = "EGRESS_REQUIRE_REAL_APISERVER"
 DEFAULT_CACHE = Path("~/.cache/egress-conformance/kube-apiserver")
