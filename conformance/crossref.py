@@ -17,13 +17,31 @@ purpose, e.g. a pitfall the seed demonstrates):
   proxies run in (istiod picks gateway routes by the proxy's namespace).
 - ``subset-defined``: a route's subset is defined by the DestinationRule istiod picks for that client and
   host (client namespace first, then the host's namespace, then the root namespace, each as exported).
-- ``credential-secret``: a ``credentialName`` Secret exists where the proxy reads it: the gateway's
-  namespace (in ambient mode each waypoint's), or the DestinationRule's own for one with a workloadSelector.
+- ``credential-secret``: a ``credentialName`` Secret exists where the proxy reads it (the gateway's
+  namespace, in ambient mode each waypoint's, or the DestinationRule's own for one with a workloadSelector),
+  with the keys its TLS mode needs: a certificate and key to present (MUTUAL origination, a gateway server),
+  a CA to verify with (SIMPLE or MUTUAL origination, a MUTUAL server), in the Secret or its ``-cacert`` twin.
 - ``service-entry-resolution``: a ServiceEntry a gateway routes to resolves by DNS or is STATIC; with
   NONE the gateway forwards to the original destination of its own downstream connection, itself.
 - ``authorization-selector``: an AuthorizationPolicy's selector matches the egress gateway as installed
   (plan ``egressGateway.podLabels``) or, outside the gateway's namespace, a workload of the check.
 - ``gateway-selector``: an Istio Gateway's selector matches the egress gateway's pod labels.
+- ``authorization-source``: the ``principals`` and ``namespaces`` an AuthorizationPolicy's rules name are those
+  of a workload of the check (a principal is ``<trust domain>/ns/<namespace>/sa/<service account>``; ``*``
+  wildcards as Istio matches them): a source that matches nothing makes a DENY deny nothing.
+- ``authorization-target``: every ``targetRef`` of an AuthorizationPolicy names an object the check applies
+  (or the installed egress gateway's Service) in the policy's namespace.
+- ``waypoint-binding``: in ambient mode a ServiceEntry's ``istio.io/use-waypoint`` (its own label, else its
+  namespace's) names a waypoint that exists, and a ServiceEntry beside a waypoint is bound to one: unbound,
+  ztunnel carries its traffic straight out and the waypoint's policies never apply.
+- ``destination-rule-port``: a DestinationRule's ``portLevelSettings`` name ports the host's ServiceEntry
+  declares (a setting for another port applies to no traffic).
+- ``origination-sni``: the SNI a DestinationRule originates TLS with names its host (or a host of the host's
+  ServiceEntry): the origin presents a certificate for its own name, and a mistyped SNI fails the handshake
+  or reaches another virtual host.
+- ``network-policy-port``: a NetworkPolicy's egress ports towards pods the harness knows (the egress gateway,
+  istiod, the cluster DNS, a waypoint) are ports those pods listen on: a rule opening another port lets
+  nothing through.
 """
 
 from __future__ import annotations
@@ -57,6 +75,12 @@ class Rule(enum.StrEnum):
     SERVICE_ENTRY_RESOLUTION = "service-entry-resolution"
     AUTHORIZATION_SELECTOR = "authorization-selector"
     GATEWAY_SELECTOR = "gateway-selector"
+    AUTHORIZATION_SOURCE = "authorization-source"
+    AUTHORIZATION_TARGET = "authorization-target"
+    WAYPOINT_BINDING = "waypoint-binding"
+    DESTINATION_RULE_PORT = "destination-rule-port"
+    NETWORK_POLICY_PORT = "network-policy-port"
+    ORIGINATION_SNI = "origination-sni"
 
 
 @dataclass(frozen=True)
@@ -113,11 +137,19 @@ class Configuration:
             key = _key(str(ref["apiVersion"]), str(ref["kind"]), ref.get("namespace"), str(ref["name"]))
             self._objects.pop(key, None)
 
+    def copy(self) -> Configuration:
+        copied = Configuration()
+        copied._objects = dict(self._objects)
+        return copied
+
     def of_kind(self, group: str, kind: str) -> list[Document]:
         return [doc for (g, k, _, _), doc in self._objects.items() if g == group and k == kind]
 
     def has(self, group: str, kind: str, namespace: str, name: str) -> bool:
         return (group, kind, namespace, name) in self._objects
+
+    def get(self, group: str, kind: str, namespace: str, name: str) -> Document | None:
+        return self._objects.get((group, kind, namespace, name))
 
 
 # ------------------------------------------------------------------------------------- istiod's lookups
@@ -260,8 +292,9 @@ def route_destinations(vs: Document) -> Iterator[RouteDestination]:
             gateways = frozenset(gateway_ref(str(g), namespace) for g in references)
             for route in rule.get("route") or []:
                 destination = route.get("destination") or {}
-                yield RouteDestination(vs, gateways, fqdn(str(destination.get("host") or ""), namespace),
-                                       destination.get("subset"))  # fmt: skip
+                yield RouteDestination(
+                    vs, gateways, fqdn(str(destination.get("host") or ""), namespace), destination.get("subset")
+                )
 
 
 def _all_gateway_references(vs: Document) -> set[str]:
@@ -288,13 +321,39 @@ class Context:
     workloads: Mapping[str, Mapping[str, Any]]
     #: The check's data-plane mode: in ambient mode a waypoint, not the egress gateway, originates TLS.
     mode: str = "sidecar"
+    #: The egress gateway's Service name and the ports its pods listen on (the Service's target ports).
+    gateway_name: str = ""
+    gateway_pod_ports: frozenset[int] = frozenset()
+
+    @classmethod
+    def of_run(cls, gateway: Mapping[str, Any] | None, workloads: Iterable[Mapping[str, Any]], mode: str) -> Context:
+        """The context of a check as it runs: the egress gateway as installed (none in ambient mode) and the
+        workloads it uses so far."""
+        namespace = str(gateway["namespace"]) if gateway else DEFAULT_ROOT_NAMESPACE
+        labels = dict(gateway["podLabels"]) if gateway else {}
+        by_ref = {str(w["ref"]): w for w in workloads}
+        return cls(namespace, labels, DEFAULT_ROOT_NAMESPACE, by_ref, mode, *_gateway_service(gateway))
 
     @classmethod
     def of(cls, plan: Mapping[str, Any], check: Mapping[str, Any]) -> Context:
         gateway = plan["egressGateway"]
         root = str((plan.get("meshConfig") or {}).get("rootNamespace") or DEFAULT_ROOT_NAMESPACE)
         workloads = {str(w["ref"]): w for w in check.get("workloads") or []}
-        return cls(str(gateway["namespace"]), dict(gateway["podLabels"]), root, workloads, str(check["mode"]))
+        return cls(
+            str(gateway["namespace"]),
+            dict(gateway["podLabels"]),
+            root,
+            workloads,
+            str(check["mode"]),
+            *_gateway_service(gateway),
+        )
+
+
+def _gateway_service(gateway: Mapping[str, Any] | None) -> tuple[str, frozenset[int]]:
+    if not gateway:
+        return "", frozenset()
+    ports = frozenset(int(p.get("targetPort") or p["port"]) for p in gateway.get("ports") or [])
+    return str(gateway.get("name") or ""), ports
 
 
 def _selects(selector: Mapping[str, Any], labels: Mapping[str, Any]) -> bool:
@@ -313,8 +372,10 @@ def _gateway_route_visible(config: Configuration, context: Context, client: Mapp
     for vs in config.of_kind(ISTIO_NETWORKING, "VirtualService"):
         bound = _all_gateway_references(vs) - {MESH_GATEWAY}
         if bound and not exported_to(vs, context.gateway_namespace):
-            yield (f"{_ref(vs)} is bound to {', '.join(sorted(bound))} but not exported to "
-                   f"{context.gateway_namespace}, where the gateway proxies run")  # fmt: skip
+            yield (
+                f"{_ref(vs)} is bound to {', '.join(sorted(bound))} but not exported to "
+                f"{context.gateway_namespace}, where the gateway proxies run"
+            )
 
 
 def _subset_defined(config: Configuration, context: Context, client: Mapping[str, Any] | None) -> Iterator[str]:
@@ -333,8 +394,10 @@ def _subset_defined(config: Configuration, context: Context, client: Mapping[str
                 subsets = {str(s.get("name")) for dr in rules for s in _spec(dr).get("subsets") or []}
                 if route.subset not in subsets:
                     found = ", ".join(_ref(dr) for dr in rules) or "none"
-                    yield (f"{_ref(vs)} routes {who} to subset {route.subset} of {route.host}; the "
-                           f"DestinationRules istiod picks there ({found}) do not define it")  # fmt: skip
+                    yield (
+                        f"{_ref(vs)} routes {who} to subset {route.subset} of {route.host}; the "
+                        f"DestinationRules istiod picks there ({found}) do not define it"
+                    )
 
 
 def _tls_settings(dr: Document) -> Iterator[Mapping[str, Any]]:
@@ -346,8 +409,14 @@ def _tls_settings(dr: Document) -> Iterator[Mapping[str, Any]]:
             yield port_policy.get("tls") or {}
 
 
+#: What a credentialName Secret must hold, by what the proxy does with it.
+_PRESENTS: tuple[str, ...] = ("tls.crt", "tls.key")
+_VERIFIES = "ca.crt"
+
+
 def _credential_secret(config: Configuration, context: Context, client: Mapping[str, Any] | None) -> Iterator[str]:
-    wanted: list[tuple[Document, str, str]] = []
+    # (owner, credentialName, namespace read from, keys needed, whether a CA is needed)
+    wanted: list[tuple[Document, str, str, tuple[str, ...], bool]] = []
     # In ambient mode the waypoints originate TLS, each reading Secrets in its own namespace.
     waypoints = sorted(
         {
@@ -363,19 +432,37 @@ def _credential_secret(config: Configuration, context: Context, client: Mapping[
             readers = waypoints
         else:
             readers = [context.gateway_namespace]
-        names = [str(tls["credentialName"]) for tls in _tls_settings(dr) if tls.get("credentialName")]
-        wanted += [(dr, name, namespace) for name in names for namespace in readers]
+        for tls in _tls_settings(dr):
+            if not tls.get("credentialName"):
+                continue
+            mutual = str(tls.get("mode") or "") == "MUTUAL"
+            keys: tuple[str, ...] = _PRESENTS if mutual else ()
+            wanted += [(dr, str(tls["credentialName"]), namespace, keys, True) for namespace in readers]
     for gateway in config.of_kind(ISTIO_NETWORKING, "Gateway"):
         for server in _spec(gateway).get("servers") or []:
-            name = (server.get("tls") or {}).get("credentialName")
-            if name:
-                wanted.append((gateway, str(name), context.gateway_namespace))
-    for owner, name, namespace in wanted:
+            tls = server.get("tls") or {}
+            if tls.get("credentialName"):
+                mutual = str(tls.get("mode") or "") == "MUTUAL"
+                wanted.append((gateway, str(tls["credentialName"]), context.gateway_namespace, _PRESENTS, mutual))
+    for owner, name, namespace, keys, needs_ca in wanted:
         secret = name.removeprefix("kubernetes://")
         if "://" in secret:
             continue  # another credential source (e.g. a ConfigMap), not a Secret
-        if not config.has("", "Secret", namespace, secret):
+        found = config.get("", "Secret", namespace, secret)
+        if found is None:
             yield f"{_ref(owner)} uses credentialName {name}; no Secret {namespace}/{secret} is created"
+            continue
+        held = set(found.get("data") or {}) | set(found.get("stringData") or {})
+        missing = [key for key in keys if key not in held]
+        twin = config.get("", "Secret", namespace, f"{secret}-cacert")
+        if needs_ca and _VERIFIES not in held and (twin is None or _VERIFIES not in set(twin.get("data") or {})):
+            missing.append(_VERIFIES)
+        if missing:
+            holds = ", ".join(sorted(held)) or "nothing"
+            yield (
+                f"{_ref(owner)} uses credentialName {name}; Secret {namespace}/{secret} lacks "
+                f"{', '.join(missing)}, which its TLS mode needs (it holds {holds})"
+            )
 
 
 def _service_entry_resolution(
@@ -390,8 +477,10 @@ def _service_entry_resolution(
             for se in service_entries_for(config, route.host, context.gateway_namespace):
                 resolution = str(_spec(se).get("resolution") or "NONE")
                 if resolution not in RESOLVING:
-                    yield (f"{_ref(vs)} sends the gateway to {route.host}, whose {_ref(se)} has resolution "
-                           f"{resolution}: the gateway would forward to its own address")  # fmt: skip
+                    yield (
+                        f"{_ref(vs)} sends the gateway to {route.host}, whose {_ref(se)} has resolution "
+                        f"{resolution}: the gateway would forward to its own address"
+                    )
 
 
 def _authorization_selector(config: Configuration, context: Context, client: Mapping[str, Any] | None) -> Iterator[str]:
@@ -404,19 +493,192 @@ def _authorization_selector(config: Configuration, context: Context, client: Map
         candidates: list[Mapping[str, Any]] = []
         if anywhere or namespace == context.gateway_namespace:
             candidates.append(context.gateway_labels)
-        candidates += [w.get("labels") or {} for w in context.workloads.values()
-                       if anywhere or w.get("namespace") == namespace]  # fmt: skip
+        candidates += [
+            w.get("labels") or {} for w in context.workloads.values() if anywhere or w.get("namespace") == namespace
+        ]
         if not any(_selects(selector, labels) for labels in candidates):
-            yield (f"{_ref(policy)} selects {dict(selector)}, which matches neither the egress gateway "
-                   f"({dict(context.gateway_labels)}) nor a workload of the check")  # fmt: skip
+            yield (
+                f"{_ref(policy)} selects {dict(selector)}, which matches neither the egress gateway "
+                f"({dict(context.gateway_labels)}) nor a workload of the check"
+            )
 
 
 def _gateway_selector(config: Configuration, context: Context, client: Mapping[str, Any] | None) -> Iterator[str]:
     for gateway in config.of_kind(ISTIO_NETWORKING, "Gateway"):
         selector = _spec(gateway).get("selector") or {}
         if not _selects(selector, context.gateway_labels):
-            yield (f"{_ref(gateway)} selects {dict(selector)}; the egress gateway's pods carry "
-                   f"{dict(context.gateway_labels)}")  # fmt: skip
+            yield (
+                f"{_ref(gateway)} selects {dict(selector)}; the egress gateway's pods carry "
+                f"{dict(context.gateway_labels)}"
+            )
+
+
+#: Pods outside the check the harness knows the ports of: (namespace, labels, ports). The egress gateway's
+#: and the waypoints' come from the context and the configuration.
+_PLATFORM_PODS: tuple[tuple[str, Mapping[str, str], frozenset[int]], ...] = (
+    (DEFAULT_ROOT_NAMESPACE, {"app": "istiod"}, frozenset({8080, 15010, 15012, 15014, 15017})),
+    ("kube-system", {"k8s-app": "kube-dns"}, frozenset({53, 9153})),
+)
+#: Ports of a waypoint's pods (HBONE, readiness, metrics).
+_WAYPOINT_PORTS = frozenset({15008, 15021, 15090})
+USE_WAYPOINT = "istio.io/use-waypoint"
+USE_WAYPOINT_NAMESPACE = "istio.io/use-waypoint-namespace"
+
+
+def _principal_matches(pattern: str, workload: Mapping[str, Any]) -> bool:
+    identity = f"ns/{workload.get('namespace')}/sa/{workload.get('serviceAccount')}"
+    # A principal is "<trust domain>/ns/<ns>/sa/<sa>"; Istio matches "*", "prefix*" and "*suffix".
+    candidates = [identity, f"{CLUSTER_DOMAIN}/{identity}"]
+    if pattern == "*":
+        return True
+    if pattern.startswith("*"):
+        return any(c.endswith(pattern[1:]) for c in candidates)
+    if pattern.endswith("*"):
+        return any(c.startswith(pattern[:-1]) for c in candidates)
+    return pattern in candidates
+
+
+def _namespace_matches(pattern: str, namespace: str) -> bool:
+    if pattern.startswith("*"):
+        return namespace.endswith(pattern[1:])
+    if pattern.endswith("*"):
+        return namespace.startswith(pattern[:-1])
+    return pattern == namespace
+
+
+def _authorization_source(config: Configuration, context: Context, client: Mapping[str, Any] | None) -> Iterator[str]:
+    workloads = list(context.workloads.values())
+    namespaces = {str(w.get("namespace")) for w in workloads}
+    for policy in config.of_kind(ISTIO_SECURITY, "AuthorizationPolicy"):
+        for rule in _spec(policy).get("rules") or []:
+            for peer in rule.get("from") or []:
+                source = peer.get("source") or {}
+                for principal in source.get("principals") or []:
+                    if not any(_principal_matches(str(principal), w) for w in workloads):
+                        known = ", ".join(f"ns/{w.get('namespace')}/sa/{w.get('serviceAccount')}" for w in workloads)
+                        yield (
+                            f"{_ref(policy)} names principal {principal}, which is no workload of the check "
+                            f"({known or 'none'})"
+                        )
+                for namespace in source.get("namespaces") or []:
+                    if not any(_namespace_matches(str(namespace), n) for n in namespaces):
+                        yield (
+                            f"{_ref(policy)} names source namespace {namespace}, where no workload of the "
+                            f"check runs ({', '.join(sorted(namespaces)) or 'none'})"
+                        )
+
+
+def _authorization_target(config: Configuration, context: Context, client: Mapping[str, Any] | None) -> Iterator[str]:
+    for policy in config.of_kind(ISTIO_SECURITY, "AuthorizationPolicy"):
+        namespace = _namespace(policy)
+        references = list(_spec(policy).get("targetRefs") or [])
+        if _spec(policy).get("targetRef"):
+            references.append(_spec(policy)["targetRef"])
+        for reference in references:
+            group, kind, name = (
+                str(reference.get("group") or ""),
+                str(reference.get("kind")),
+                str(reference.get("name")),
+            )
+            installed = kind == "Service" and namespace == context.gateway_namespace and name == context.gateway_name
+            if not installed and not config.has(group, kind, namespace, name):
+                yield f"{_ref(policy)} targets {kind} {namespace}/{name}, which the check does not create"
+
+
+def _waypoint_binding(config: Configuration, context: Context, client: Mapping[str, Any] | None) -> Iterator[str]:
+    if context.mode != "ambient":
+        return
+    waypoints = {
+        (_namespace(g), _name(g))
+        for g in config.of_kind(GATEWAY_API, "Gateway")
+        if _spec(g).get("gatewayClassName") == WAYPOINT_CLASS
+    }
+    for entry in config.of_kind(ISTIO_NETWORKING, "ServiceEntry"):
+        namespace = _namespace(entry)
+        labels = (entry.get("metadata") or {}).get("labels") or {}
+        namespace_doc = config.get("", "Namespace", "", namespace) or {}
+        namespace_labels = (namespace_doc.get("metadata") or {}).get("labels") or {}
+        bound = labels.get(USE_WAYPOINT) or namespace_labels.get(USE_WAYPOINT)
+        if bound and bound != "none":
+            where = labels.get(USE_WAYPOINT_NAMESPACE) or namespace_labels.get(USE_WAYPOINT_NAMESPACE) or namespace
+            if (where, bound) not in waypoints:
+                yield f"{_ref(entry)} is bound to waypoint {where}/{bound} ({USE_WAYPOINT}), which does not exist"
+        elif not bound and any(ns == namespace for ns, _ in waypoints):
+            present = ", ".join(f"{ns}/{name}" for ns, name in sorted(waypoints) if ns == namespace)
+            yield (
+                f"{_ref(entry)} is bound to no waypoint (no {USE_WAYPOINT} label on it or on namespace "
+                f"{namespace}), although {present} is there: its traffic would bypass the waypoint"
+            )
+
+
+def _destination_rule_port(config: Configuration, context: Context, client: Mapping[str, Any] | None) -> Iterator[str]:
+    for dr in config.of_kind(ISTIO_NETWORKING, "DestinationRule"):
+        host = _dr_host(dr)
+        entries = service_entries_for(config, host, _namespace(dr))
+        if not entries:
+            continue  # a Kubernetes Service, or a host the check does not define: its ports are unknown here
+        declared = {int(p["number"]) for se in entries for p in _spec(se).get("ports") or [] if "number" in p}
+        policies = [_spec(dr).get("trafficPolicy") or {}]
+        policies += [subset.get("trafficPolicy") or {} for subset in _spec(dr).get("subsets") or []]
+        for policy in policies:
+            for setting in policy.get("portLevelSettings") or []:
+                number = (setting.get("port") or {}).get("number")
+                if number is not None and int(number) not in declared:
+                    yield (
+                        f"{_ref(dr)} sets port {number} of {host}, which its ServiceEntry does not declare "
+                        f"(ports {', '.join(str(p) for p in sorted(declared))})"
+                    )
+
+
+def _origination_sni(config: Configuration, context: Context, client: Mapping[str, Any] | None) -> Iterator[str]:
+    for dr in config.of_kind(ISTIO_NETWORKING, "DestinationRule"):
+        host = _dr_host(dr)
+        names = {host} | {
+            str(h) for se in service_entries_for(config, host, _namespace(dr)) for h in _spec(se).get("hosts") or []
+        }
+        for tls in _tls_settings(dr):
+            sni = tls.get("sni")
+            if str(tls.get("mode") or "") == "ISTIO_MUTUAL":
+                continue  # mesh mTLS to a gateway: its SNI picks the gateway's server, not the host's certificate
+            if sni and not any(_host_matches(name, str(sni)) or _host_matches(str(sni), name) for name in names):
+                known = ", ".join(sorted(names))
+                yield f"{_ref(dr)} originates TLS to {host} with SNI {sni}, which names none of {known}"
+
+
+def _known_pods(config: Configuration, context: Context) -> list[tuple[str, Mapping[str, str], frozenset[int], str]]:
+    pods = [(ns, labels, ports, f"{ns} pods {dict(labels)}") for ns, labels, ports in _PLATFORM_PODS]
+    if context.gateway_labels:
+        pods.append(
+            (context.gateway_namespace, context.gateway_labels, context.gateway_pod_ports, "the egress gateway")
+        )
+    for gateway in config.of_kind(GATEWAY_API, "Gateway"):
+        if _spec(gateway).get("gatewayClassName") == WAYPOINT_CLASS:
+            labels = {"gateway.networking.k8s.io/gateway-name": _name(gateway)}
+            pods.append(
+                (_namespace(gateway), labels, _WAYPOINT_PORTS, f"waypoint {_namespace(gateway)}/{_name(gateway)}")
+            )
+    return pods
+
+
+def _network_policy_port(config: Configuration, context: Context, client: Mapping[str, Any] | None) -> Iterator[str]:
+    pods = _known_pods(config, context)
+    for policy in config.of_kind("networking.k8s.io", "NetworkPolicy"):
+        for rule in _spec(policy).get("egress") or []:
+            ports = [p.get("port") for p in rule.get("ports") or [] if isinstance(p.get("port"), int)]
+            for peer in rule.get("to") or []:
+                namespace_selector = (peer.get("namespaceSelector") or {}).get("matchLabels") or {}
+                namespace = namespace_selector.get("kubernetes.io/metadata.name", _namespace(policy))
+                selector = (peer.get("podSelector") or {}).get("matchLabels")
+                if selector is None or (peer.get("namespaceSelector") and not namespace_selector):
+                    continue  # every pod, or namespaces by other labels: no ports to compare
+                for pod_namespace, labels, listening, what in pods:
+                    if pod_namespace == namespace and _selects(selector, labels):
+                        wrong = [port for port in ports if port not in listening]
+                        if wrong:
+                            yield (
+                                f"{_ref(policy)} opens port {', '.join(map(str, wrong))} to {what}, which listens "
+                                f"on {', '.join(str(p) for p in sorted(listening))}"
+                            )
 
 
 RULES = {
@@ -427,6 +689,12 @@ RULES = {
     Rule.SERVICE_ENTRY_RESOLUTION: _service_entry_resolution,
     Rule.AUTHORIZATION_SELECTOR: _authorization_selector,
     Rule.GATEWAY_SELECTOR: _gateway_selector,
+    Rule.AUTHORIZATION_SOURCE: _authorization_source,
+    Rule.AUTHORIZATION_TARGET: _authorization_target,
+    Rule.WAYPOINT_BINDING: _waypoint_binding,
+    Rule.DESTINATION_RULE_PORT: _destination_rule_port,
+    Rule.NETWORK_POLICY_PORT: _network_policy_port,
+    Rule.ORIGINATION_SNI: _origination_sni,
 }
 
 
@@ -453,6 +721,24 @@ def check_findings(plan: Mapping[str, Any], check: Mapping[str, Any]) -> list[Fi
     return list(findings.values())
 
 
+def configuration_problems(
+    config: Configuration, context: Context, declared: Mapping[Rule, str] | None = None
+) -> list[str]:
+    """What the configuration ``config`` breaks, from every viewpoint of the check (the egress gateway and
+    each client's sidecar), except the rules in ``declared``: run over a step's whole configuration before
+    it is applied, in a plan and on a cluster alike."""
+    skipped = declared or {}
+    problems: dict[str, None] = {}
+    clients: list[Mapping[str, Any] | None] = [None, *context.workloads.values()]
+    for rule, evaluate in RULES.items():
+        if rule in skipped:
+            continue
+        for client in clients:
+            for message in evaluate(config, context, client):
+                problems.setdefault(f"[{rule.value}] {message}", None)
+    return list(problems)
+
+
 def declared_breaks(check_id: str) -> dict[Rule, str]:
     """The rules a check's catalogue record says its documented configuration breaks on purpose."""
     record = CATALOGUE.get(check_id)
@@ -468,6 +754,9 @@ def plan_problems(plan: Mapping[str, Any]) -> list[str]:
         declared = declared_breaks(str(check["id"]))
         problems += [str(f) for f in findings if f.rule not in declared]
         broken = {f.rule for f in findings}
-        problems += [f"{check['id']} declares it breaks {rule.value} ({why}), but its plan does not"
-                     for rule, why in declared.items() if rule not in broken]  # fmt: skip
+        problems += [
+            f"{check['id']} declares it breaks {rule.value} ({why}), but its plan does not"
+            for rule, why in declared.items()
+            if rule not in broken
+        ]
     return problems

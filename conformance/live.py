@@ -34,6 +34,7 @@ from conformance.runtime import (
     LogLookup,
     LogSource,
     Observation,
+    ProxyKind,
     RuntimeBase,
     Until,
     Workload,
@@ -158,6 +159,8 @@ class LiveRuntime(RuntimeBase):
         self._deployer = WorkloadDeployer(kube, mode, timeouts, world.create_client_secrets)
         self._gateway: EgressGatewayInfo | None = None
         self._gateway_looked_up = False
+        #: (probe, proxy workload) -> how its TLS/TCP entry was found: "connection" or "time window".
+        self.correlations: dict[tuple[str, str], str] = {}
 
     # ------------------------------------------------------------------------------------ configuration
 
@@ -304,13 +307,44 @@ class LiveRuntime(RuntimeBase):
         if searched is not None:
             searched.clear()
             searched.update(texts)
+        if not (lookup.by_time or lookup.sni):
+            return [entry for text in texts.values() for entry in entries_for_probe(text, result)]
+        # A TLS/TCP line carries no token: the entry is the one of this very connection when Envoy's
+        # addresses tell (the client's port in its sidecar's log; that sidecar's upstream port in the
+        # gateway's), else the nearest in the probe's time window.
+        downstream = self._downstream_of(source, observation)
         found: list[AccessLogEntry] = []
         for text in texts.values():
-            if lookup.by_time:
-                found += entries_in_window(text, result.started_at, result.finished_at)
-            else:
-                found += entries_for_probe(text, result, requested_server_name=lookup.sni)
+            window = entries_in_window(text, result.started_at, result.finished_at, requested_server_name=lookup.sni)
+            exact = [e for e in window if downstream is not None and e.downstream_remote_address == downstream]
+            found += exact or window
+        self.correlations[(observation.probe_id, source.workload)] = (
+            "connection" if downstream is not None and any(e.downstream_remote_address == downstream for e in found)
+            else "time window"
+        )  # fmt: skip
         return found
+
+    def log_correlation(self, observation: Observation, source: LogSource) -> str | None:
+        return self.correlations.get((observation.probe_id, source.workload))
+
+    def _downstream_of(self, source: LogSource, observation: Observation) -> str | None:
+        """The downstream address ``source`` logged for this probe's connection, when it can be known."""
+        result = observation.result
+        client = observation.client
+        if result is None or result.client_address is None:
+            return None
+        if source.kind is ProxyKind.SIDECAR and source.workload == client.ref:
+            return result.client_address
+        if source.kind is not ProxyKind.EGRESS_GATEWAY or client.dataplane is not Dataplane.SIDECAR:
+            return None
+        # The gateway sees the client's sidecar's outbound connection: that sidecar's log names its port.
+        spec = client.spec
+        texts = self._kube.logs(spec.namespace, spec.selector, SIDECAR_CONTAINER, result.started_at)
+        for text in texts.values():
+            for entry in entries_in_window(text, result.started_at, result.finished_at):
+                if entry.downstream_remote_address == result.client_address and entry.upstream_local_address:
+                    return entry.upstream_local_address
+        return None
 
     def await_log_entry(
         self, source: LogSource, observation: Observation, expectation: LogExpectation, lookup: LogLookup

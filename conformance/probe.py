@@ -491,6 +491,13 @@ class ProbeResult:
     def user_agent(self) -> str:
         return f"{USER_AGENT_PREFIX}{self.token}"
 
+    @property
+    def client_address(self) -> str | None:
+        """``ip:port`` of curl's own end of the connection (its write-out's local_ip and local_port): a
+        sidecar logs it as the downstream address of the request it captured."""
+        ip, port = self.curl_info.get("local_ip"), self.curl_info.get("local_port")
+        return f"{ip}:{port}" if ip and port else None
+
     def summary(self) -> str:
         detail = ""
         if self.outcome.kind is OutcomeKind.HTTP:

@@ -248,6 +248,10 @@ class RuntimeBase:
         """Invented values -> how a printout names them (none: a real run shows what it saw)."""
         return {}
 
+    def log_correlation(self, observation: Observation, source: LogSource) -> str | None:
+        """How a TLS/TCP entry of ``observation`` in ``source`` was found (None: by its token, or planned)."""
+        return None
+
 
 class Runtime(Protocol):
     """What scenario code needs done. See the module docstring."""
@@ -272,6 +276,10 @@ class Runtime(Protocol):
 
     def placeholders(self) -> Mapping[str, str]:
         """Invented values (a plan's addresses) -> how a printout names them, e.g. ``<default/sleep pod IP>``."""
+        ...
+
+    def log_correlation(self, observation: Observation, source: LogSource) -> str | None:
+        """How a TLS/TCP access-log entry of the request was tied to it: "connection" or "time window"."""
         ...
 
     def secret_variables(self) -> frozenset[str]:

@@ -39,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from conformance import evidence, manifests, progress, versions
+from conformance import crossref, evidence, manifests, progress, versions
 from conformance.accesslog import (
     AccessLogEntry,
     Exact,
@@ -162,6 +162,11 @@ class ScenarioError(RuntimeError):
     """Scenario code asked for something that cannot be done (a bad manifest, an unknown curl flag)."""
 
 
+class CrossReferenceError(AssertionError):
+    """A step's configuration breaks a cross-reference rule its check does not declare: the check fails
+    with the rule's message before anything of the step is applied."""
+
+
 @lru_cache(maxsize=4)
 def _validator(istio_version: str) -> Validator:
     """Strict validation against the CRDs of the run's Istio minor (and its Gateway API bundle)."""
@@ -214,6 +219,8 @@ class Step:
         self._created: dict[ObjectRef, None] = {}
         self._changed: dict[ObjectRef, None] = {}
         self._undo = ExitStack()
+        #: The check's configuration in force (what it applied, minus what it deleted), for the rules.
+        self._configuration = crossref.Configuration()
         #: Monotonic time of the last configuration change: convergence is measured from it.
         self.changed_at: float | None = None
         self._closed = False
@@ -281,6 +288,7 @@ class Step:
         """Apply scenario manifests (server-side, in order); objects they create are removed after the check,
         objects they change are released (the harness's fields dropped)."""
         docs = [doc for name in manifest_files for doc in self.render(name, variables)]
+        self._check_cross_references(docs, manifest_files)
         title = "apply " + ", ".join(manifest_files) + (" (adaptation)" if adaptation else "")
         with evidence.step(title):
             record: dict[str, Any] = {"sources": list(manifest_files), "resources": resources_dict(docs)}
@@ -299,9 +307,27 @@ class Step:
         self._changed_now()
         return applied
 
+    def _check_cross_references(self, docs: Sequence[Mapping[str, Any]], sources: Sequence[str]) -> None:
+        """The step's whole configuration (this apply plus what the check applied before) against the
+        cross-reference rules, before anything of it reaches the cluster."""
+        configuration = self._configuration.copy()
+        configuration.apply(docs)
+        gateway = self.runtime.egress_gateway()
+        # The check's clients exist before its body runs (they are its fixtures): all of them are known here.
+        workloads = [client.record() for client in self.run.clients.values()]
+        context = crossref.Context.of_run(gateway.record() if gateway else None, workloads, self.runtime.mode.value)
+        problems = crossref.configuration_problems(configuration, context, crossref.declared_breaks(self.check.id))
+        if problems:
+            raise CrossReferenceError(
+                f"{self.check.id}: applying {', '.join(sources)} would leave a configuration that "
+                + "; ".join(problems)
+            )
+        self._configuration = configuration
+
     def delete(self, *manifest_files: str) -> None:
         """Delete what these manifests define (e.g. revoke a policy) and wait until it is gone."""
         refs = [object_ref(doc) for name in manifest_files for doc in self.render(name)]
+        self._configuration.delete(ref_dict(ref) for ref in refs)
         with evidence.step("delete " + ", ".join(manifest_files)):
             self._record("delete", resources=[ref_dict(r) for r in refs])
             self.runtime.delete(refs)
@@ -701,6 +727,11 @@ class LogAssertion:
             entry = self._step.runtime.await_log_entry(self._source, self._observation, expectation, self._lookup)
             if entry is not None:
                 evidence.attach_json(entry.line or entry.summary(), "access-log entry")
+            correlated = self._step.runtime.log_correlation(self._observation, self._source)
+            if correlated is not None:
+                self._step.run.details.setdefault("logCorrelation", []).append(
+                    {"probe": self._observation.probe_id, "proxy": self._source.workload, "by": correlated}
+                )
         return entry
 
 

@@ -141,6 +141,50 @@ def gateway_selector_typo(check: Check) -> None:
     resource(check, "Gateway", "egress-gateway")["spec"]["selector"] = {"istio": "egressgateway-v2"}
 
 
+def client_secret_without_its_key(check: Check) -> None:
+    """MUTUAL origination presents tls.crt and tls.key: a Secret holding only the CA cannot."""
+    del resource(check, "Secret", "test.client")["data"]["tls.key"]
+
+
+def origination_sni_typo(check: Check) -> None:
+    policy = resource(check, "DestinationRule", "originate-mtls-for-test-com")["spec"]["trafficPolicy"]
+    policy["portLevelSettings"][0]["tls"]["sni"] = "tset.com"
+
+
+def origination_on_a_port_the_service_entry_lacks(check: Check) -> None:
+    policy = resource(check, "DestinationRule", "originate-mtls-for-test-com")["spec"]["trafficPolicy"]
+    policy["portLevelSettings"][0]["port"]["number"] = 8443
+
+
+def policy_source_namespace_typo(check: Check) -> None:
+    rule = resource(check, "AuthorizationPolicy", "deny-demo-frontend")["spec"]["rules"][0]
+    rule["from"][0]["source"]["namespaces"] = ["demo-frontent"]
+
+
+def network_policy_opens_the_service_port_not_the_pod_port(check: Check) -> None:
+    """Sidecars reach the gateway pods on their container port 8080; Service port 80 opens nothing."""
+    rule = resource(check, "NetworkPolicy", "egress-only-through-the-egress-gateway")["spec"]["egress"][0]
+    rule["ports"] = [{"protocol": "TCP", "port": 80}]
+
+
+def ambient_namespace_without_its_waypoint_label(check: Check) -> None:
+    del resource(check, "Namespace", "istio-egress")["metadata"]["labels"]["istio.io/use-waypoint"]
+
+
+def policy_targeting_a_service_entry_that_is_not_there(check: Check) -> None:
+    policy = {
+        "apiVersion": "security.istio.io/v1",
+        "kind": "AuthorizationPolicy",
+        "metadata": {"name": "deny-default", "namespace": "istio-egress"},
+        "spec": {
+            "targetRefs": [{"group": "networking.istio.io", "kind": "ServiceEntry", "name": "external-svc-aliyn"}],
+            "action": "DENY",
+            "rules": [{"from": [{"source": {"namespaces": ["default"]}}]}],
+        },
+    }
+    next(a for a in check["actions"] if a["type"] == "apply")["resources"].append(policy)
+
+
 BROKEN: list[tuple[str, Callable[[Check], None], Rule]] = [
     ("NSD-06", typo_in_gateway_reference, Rule.GATEWAY_EXISTS),
     ("MTLS-04a", gateway_moved_away_from_the_short_name, Rule.GATEWAY_EXISTS),
@@ -157,6 +201,13 @@ BROKEN: list[tuple[str, Callable[[Check], None], Rule]] = [
     ("MTLS-04a", gateway_destination_without_resolution, Rule.SERVICE_ENTRY_RESOLUTION),
     ("NSD-06", policy_selector_typo, Rule.AUTHORIZATION_SELECTOR),
     ("MTLS-04a", gateway_selector_typo, Rule.GATEWAY_SELECTOR),
+    ("MTLS-04a", client_secret_without_its_key, Rule.CREDENTIAL_SECRET),
+    ("MTLS-04a", origination_sni_typo, Rule.ORIGINATION_SNI),
+    ("MTLS-04a", origination_on_a_port_the_service_entry_lacks, Rule.DESTINATION_RULE_PORT),
+    ("NSD-06", policy_source_namespace_typo, Rule.AUTHORIZATION_SOURCE),
+    ("NSD-06", network_policy_opens_the_service_port_not_the_pod_port, Rule.NETWORK_POLICY_PORT),
+    ("AMB-04", ambient_namespace_without_its_waypoint_label, Rule.WAYPOINT_BINDING),
+    ("AMB-04", policy_targeting_a_service_entry_that_is_not_there, Rule.AUTHORIZATION_TARGET),
 ]
 
 

@@ -42,7 +42,7 @@ from conformance.scenario import (
 )
 from conformance.settings import MeshMode
 from conformance.timeouts import DEFAULT_TIMEOUTS, Timeouts
-from conformance.workloads import FRONTEND_SLEEP, SLEEP
+from conformance.workloads import FRONTEND_SLEEP, SLEEP, SLEEP_A
 
 VARIABLES = {"INGRESS_GATEWAY_IP": "10.96.0.9"}
 
@@ -128,6 +128,9 @@ class RecordingRuntime:
 
     def placeholders(self) -> Mapping[str, str]:
         return {}
+
+    def log_correlation(self, observation: Observation, source: LogSource) -> str | None:
+        return None
 
     def variables(self) -> Mapping[str, str]:
         return self._variables
@@ -229,12 +232,12 @@ def test_cleanup_deletes_what_was_created_and_releases_what_was_changed() -> Non
 def test_an_object_deleted_by_the_check_is_not_deleted_again() -> None:
     runtime = RecordingRuntime()
     step = new_step(runtime)
-    step.apply("egw/service-entry.yaml", "egw/virtual-service.yaml")
+    step.apply("egw/service-entry.yaml", "egw/gateway.yaml", "egw/virtual-service.yaml")
     step.delete("egw/virtual-service.yaml")
     step.cleanup()
     first, cleanup = calls_of(runtime, "delete")
     assert [r.name for r in first] == ["direct-aliyun-through-egress-gateway"]
-    assert [r.name for r in cleanup] == ["external-svc-http"]
+    assert [r.name for r in cleanup] == ["external-svc-http", "istio-egressgateway"]
 
 
 def test_an_object_created_then_reapplied_stays_created() -> None:
@@ -417,6 +420,7 @@ def test_sidecar_presence_is_asked_of_the_runtime_and_recorded_as_a_wait() -> No
 def test_an_adapted_manifest_is_applied_and_its_adaptation_recorded_for_the_report() -> None:
     runtime = RecordingRuntime()
     step = new_step(runtime, "ETP-05")
+    Client(step, runtime.workload(SLEEP_A))  # the policy's source namespace is the client's
     adaptation = step.adapt("etp/authorization-policy.yaml", reason="selector of the installed gateway")
     (refs,) = calls_of(runtime, "apply")
     assert [(r.kind, r.namespace) for r in refs] == [("AuthorizationPolicy", "istio-system")]
