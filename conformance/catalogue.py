@@ -93,6 +93,11 @@ class Check:
     #: Cross-reference rules (``conformance.crossref``) the documented configuration breaks on purpose — a
     #: pitfall the seed shows —, each as (rule, why). Any other rule the check's plan breaks is an error.
     breaks_rules: tuple[tuple[str, str], ...] = ()
+    #: Where the specification's own expectation is wrong for upstream Istio: what it said, what holds, and
+    #: the Istio source that shows it. The check asserts what holds.
+    specification_correction: str | None = None
+    #: Set for a check the specification's tables do not list: the seed claim it covers.
+    beyond_specification: str | None = None
 
     @property
     def keyword(self) -> str:
@@ -147,6 +152,7 @@ _EGW_STEP4 = Seed(SEED_EGW, "Step 4: Use an egress gateway to route all the requ
 _NSD_STEP1 = Seed(SEED_NSD, "Step 1: Deploy a test service")
 _NSD_STEP3 = Seed(SEED_NSD, "Step 3: Restrict outbound traffic to registered services only")
 _NSD_STEP4 = Seed(SEED_NSD, "Step 4: Route traffic through the egress gateway")
+_NSD_STEP5 = Seed(SEED_NSD, "Step 5: Create an authorization policy")
 _NSD_STEP6 = Seed(SEED_NSD, "Step 6: Verify the authorization policy")
 _NSD_SECURITY = Seed(SEED_NSD, "Security considerations")
 
@@ -174,6 +180,13 @@ WAYPOINT_TEST_CA_ADAPTATION = (
     "check keep Istio's defaults, taken from the request host aliyun.com, which the origin's certificate names"
 )
 
+#: Seed 001's model: the sidecar -> gateway hop is always mTLS. The gateway's entry shows it by the SNI the
+#: sidecar's ISTIO_MUTUAL cluster sends (Istio's outbound_.<port>_.<subset>_.<host> form).
+ETP_MESH_MTLS = (
+    "; every request the gateway carries arrived over mesh mTLS: its entry's requested_server_name is "
+    "outbound_.<gateway port>_._.istio-egressgateway.istio-system.svc.cluster.local"
+)
+
 _HTTPS_RESET_DEVIATION = (
     "the seed calls the HTTPS failure 'connection refused'; a sidecar under REGISTRY_ONLY accepts the TCP "
     "connection and resets the TLS handshake (curl exit 35), it never refuses the connection"
@@ -184,9 +197,17 @@ _CHECKS: tuple[Check, ...] = (
     _sidecar("EGW-01", "With ALLOW_ANY a sidecar reaches an unregistered external host", "EGW", _EGW_STEP1,
              "301", "http(301)"),
     _sidecar("EGW-02", "With REGISTRY_ONLY and no ServiceEntry the sidecar refuses the request", "EGW", _EGW_STEP2,
-             "502", "http(502) from the sidecar (server: envoy); the sidecar logs it on route block_all",
-             adaptations=(),
-             deviation=None),
+             "502",
+             "first, under ALLOW_ANY, the origin's http(301) for the same request (the control: the host, DNS and "
+             "the external world work); then http(502) from the sidecar (server: envoy), which logs it on route "
+             "block_all with response_code_details direct_response and no upstream cluster",
+             specification_correction="the specification expects upstream_cluster=BlackHoleCluster in the "
+             "sidecar's log. For plain HTTP under REGISTRY_ONLY istiod ends the port's route configuration with a "
+             "catch-all virtual host whose one route, named block_all (util.BlackHole in "
+             "pilot/pkg/networking/util/util.go), answers 502 itself as a direct response "
+             "(pilot/pkg/networking/core/httproute.go): the request reaches no cluster, and the log's "
+             "upstream_cluster is empty. BlackHoleCluster only receives what the catch-all TCP filter chain "
+             "takes (TLS and other TCP), as in ETP's tls-reset checks"),
     _sidecar("EGW-03", "A ServiceEntry lets the sidecar reach the host directly, not through the gateway", "EGW",
              _EGW_STEP3, "301, sent directly from the pod",
              "http(301); the sidecar logs upstream_cluster outbound|80||aliyun.com; the egress gateway logs "
@@ -196,6 +217,21 @@ _CHECKS: tuple[Check, ...] = (
              "http(301); the gateway logs upstream_cluster outbound|80||aliyun.com, authority aliyun.com, method "
              "HEAD, response_code 301, downstream_remote_address of the sleep pod",
              adaptations=(GATEWAY_PLAINTEXT_ADAPTATION,)),
+    _sidecar("EGW-05", "Under ALLOW_ANY without a ServiceEntry, the gateway's routes still take port 80, and fail",
+             "EGW", _EGW_STEP2, "requests succeed; the configured egress gateway does not take effect",
+             "http(503): the sidecar sends the request to the egress gateway (its log: outbound|80||istio-"
+             "egressgateway.istio-system.svc.cluster.local, 503), and the gateway answers it itself (response_flags "
+             "NC, response_code_details cluster_not_found, authority aliyun.com): its route names "
+             "outbound|80||aliyun.com, a cluster only a ServiceEntry creates",
+             deviation="the seed says the requests still succeed and bypass the gateway. Upstream, a "
+             "VirtualService whose hosts match no registered service still gets a virtual host on port 80 (the "
+             "serviceByPort[80] fallback of buildSidecarVirtualHostsForVirtualService in "
+             "pilot/pkg/networking/core/route/route.go), so the mesh hop takes the request to the gateway; the "
+             "gateway hop's destination aliyun.com has no cluster without a ServiceEntry, and the gateway "
+             "answers 503 (NC). The gateway does take effect, and breaks the request",
+             adaptations=(GATEWAY_PLAINTEXT_ADAPTATION,),
+             beyond_specification="seed 003's note before step 2: without REGISTRY_ONLY and without a "
+             "ServiceEntry, requests succeed but the configured egress gateway does not take effect"),
     # ---------------------------------------------------------------- NSD: seed 004
     _sidecar("NSD-01", "The sleep pod in demo-frontend runs an injected sidecar", "NSD", _NSD_STEP1,
              "container istio-proxy present", "container istio-proxy present",
@@ -226,15 +262,24 @@ _CHECKS: tuple[Check, ...] = (
              "after it; the sidecar pod still gets http(403) with server: envoy, logged by the gateway's policy"),
     _sidecar("NSD-07", "A ServiceEntry with resolution NONE does not work through the gateway", "NSD", _NSD_STEP3,
              "fails (the gateway loops back to itself)",
-             "http(301) through the gateway with resolution DNS, then not http(301) once NONE replaces it; the "
-             "observed outcome is recorded (upstream's most likely answer: http(503))",
-             deviation="the seed describes an endless loop through the gateway's service address; upstream, "
-             "the sidecar dials a gateway pod, and the gateway's cluster for a NONE entry forwards to the "
-             "original destination of that connection, the pod's own port 8080, in plain text. The seed's "
-             "ISTIO_MUTUAL server there accepts only mesh mTLS and drops it, so the loop ends after one hop "
-             "with an upstream reset (503) instead of going round; the check asserts only 'not 301'",
+             "http(301) through the gateway with resolution DNS, then, once NONE replaces it, http(503) answered "
+             "by the gateway itself: it logs the request on outbound|80||www.aliyun.com with response_flags UH "
+             "and response_code_details no_healthy_upstream",
+             deviation="the seed describes an endless loop through the gateway's service address. Upstream, "
+             "istiod never gives a gateway a passthrough (ORIGINAL_DST) cluster: for a NONE entry "
+             "convertResolution in pilot/pkg/networking/core/cluster.go falls back to EDS when the proxy is a "
+             "gateway, and an entry without endpoints gives that cluster none. The gateway answers 503 'no "
+             "healthy upstream' itself; nothing loops",
              breaks_rules=(("service-entry-resolution",
                             "the seed's pitfall itself: the entry the gateway routes to has resolution NONE"),)),
+    _sidecar("NSD-08", "DENY is evaluated before ALLOW; with no ALLOW policy the rest is allowed", "NSD",
+             _NSD_STEP5, "a DENY match is rejected whatever ALLOW says; without ALLOW, non-denied requests pass",
+             "with the seed's DENY and an ALLOW for demo-frontend on /allowed, /allowed gets http(403) logged as "
+             "the DENY policy's; with the ALLOW alone, /allowed gets http(301) and / http(403) logged as "
+             "rbac_access_denied_matched_policy[none]; with neither, / gets http(301)",
+             beyond_specification="seed 004, step 5: policies of one workload are evaluated CUSTOM, then DENY, "
+             "then ALLOW; a DENY match is rejected regardless of ALLOW policies, and without ALLOW policies every "
+             "request not denied is permitted"),
     # ---------------------------------------------------------------- MTLS: seed 002
     _sidecar("MTLS-01", "The external mTLS ingress answers by address with Host test.com", "MTLS", _MTLS_STEP1,
              "418 teapot",
@@ -247,9 +292,10 @@ _CHECKS: tuple[Check, ...] = (
              adaptations=(GATEWAY_MTLS_ADAPTATION,)),
     _sidecar("MTLS-04a", "The egress gateway originates mTLS to test.com:443 with the test.client certificate",
              "MTLS", _MTLS_STEP4, "200 with server: envoy",
-             "http(200) with header server: envoy. The header is the client sidecar's own (Istio's outbound "
-             "connection manager overwrites Server with Envoy's default on every response), so it says "
-             "nothing about the path; MTLS-04c shows the origination",
+             "http(200) with header server: envoy, and the gateway logs that request on outbound|443||test.com "
+             "with response_code 200: the header is the client sidecar's own (Istio's outbound connection "
+             "manager overwrites Server with Envoy's default on every response), and step 3's plain port 80 "
+             "gives the same 200, so only the gateway's log tells the origination from it",
              adaptations=(GATEWAY_MTLS_ADAPTATION,)),
     _sidecar("MTLS-04b", "The external ingress denies the test.client certificate on /status/418", "MTLS",
              _MTLS_STEP4, "RBAC: access denied",
@@ -270,6 +316,12 @@ _CHECKS: tuple[Check, ...] = (
              "case-insensitive); its HTTP-only rule would deny all TCP on a TCP gateway server (IST0133), but "
              "the gateway's only server here is HTTPS, terminated to HTTP",
              adaptations=(GATEWAY_MTLS_ADAPTATION,)),
+    _sidecar("MTLS-06", "REGISTRY_ONLY without the ServiceEntry makes test.com unreachable until it is created",
+             "MTLS", _MTLS_STEP2, "502 Bad Gateway for the unregistered service, then reachable",
+             "http(502) from the sidecar (route block_all) for test.com by address under REGISTRY_ONLY; once the "
+             "step's ServiceEntry is applied, http(418)",
+             beyond_specification="seed 002, step 2: after REGISTRY_ONLY, requests to unregistered services "
+             "return 502 Bad Gateway; the ServiceEntry makes test.com reachable again"),
     # ---------------------------------------------------------------- ETP: seed 001
     _sidecar("ETP-00", "REGISTRY_ONLY without a policy blocks both workloads", "ETP", _ETP_SETUP,
              "502, 502", "http(502) for sleep-a and for nginx, each from its own sidecar (route block_all)"),
@@ -278,17 +330,18 @@ _CHECKS: tuple[Check, ...] = (
              "nginx http(502) (route block_all); sleep-a http(200) through the egress gateway (its sidecar logs "
              "upstream_cluster outbound|80||istio-egressgateway.istio-system.svc.cluster.local, the gateway "
              "outbound|80||www.httpbin.org with authority www.httpbin.org and sleep-a's address); after deletion "
-             "sleep-a http(502) (route block_all)",
+             "sleep-a http(502) (route block_all)" + ETP_MESH_MTLS,
              adaptations=(GATEWAY_MTLS_ADAPTATION,)),
     _sidecar("ETP-02", "An HTTPS-upgrade policy: the gateway originates TLS to port 443", "ETP", _ETP_UPGRADE,
              "sleep-a http 200, /anything url https://, https 200; nginx http 502, https connection refused with "
              "BlackHoleCluster in its sidecar log; after deletion sleep-a http 502, https connection refused",
              "sleep-a http://httpbin.org http(200), the gateway logs upstream_cluster outbound|443||httpbin.org and "
              "an upstream_host on port 443, the origin served https; /anything reports url "
-             "https://httpbin.org/anything; sleep-a https://www.httpbin.org http(200) straight from its sidecar "
-             "(outbound|443||www.httpbin.org: the ServiceEntry port 443 the upgrade needs is visible to mytest); "
-             "nginx http(502) (block_all) and tls-reset (BlackHoleCluster); after deletion sleep-a http(502) and "
-             "tls-reset (BlackHoleCluster)",
+             "https://httpbin.org/anything; sleep-a https://www.httpbin.org http(200); nginx http(502) (block_all) "
+             "and tls-reset (BlackHoleCluster); after deletion sleep-a http(502) and tls-reset (BlackHoleCluster)"
+             + ETP_MESH_MTLS + ". The path of sleep-a's own HTTPS is not asserted: the seed gives only its 200, "
+             "the native provider's ServiceEntry port 443 (which the upgrade needs) lets it leave from the "
+             "sidecar, and a vendor's controller may carry it through the gateway; both must give the 200",
              deviation=_HTTPS_RESET_DEVIATION, adaptations=(GATEWAY_MTLS_ADAPTATION, TEST_CA_ADAPTATION)),
     _sidecar("ETP-03", "An HTTPS passthrough policy through gateway port 444", "ETP", _ETP_PASSTHROUGH,
              "sleep-a http 200, /anything url https://, https 200; nginx http 502, https connection refused; "
@@ -296,7 +349,8 @@ _CHECKS: tuple[Check, ...] = (
              "sleep-a http://httpbin.org and /anything http(502) (route block_all); sleep-a https://www.httpbin.org "
              "http(200) through the gateway (its sidecar logs outbound|444||istio-egressgateway.istio-system.svc."
              "cluster.local for SNI www.httpbin.org, the gateway outbound|443||www.httpbin.org); nginx http(502) "
-             "and tls-reset (BlackHoleCluster); after deletion sleep-a http(502) and tls-reset (BlackHoleCluster)",
+             "and tls-reset (BlackHoleCluster); after deletion sleep-a http(502) and tls-reset (BlackHoleCluster)"
+             + ETP_MESH_MTLS,
              deviation="the documented policy declares port 443 (HTTPS) only, so plain HTTP to the hosts stays "
              "unregistered and REGISTRY_ONLY answers it with 502: the seed's http 200 and https:// url repeat "
              "the HTTPS-upgrade section's results and cannot hold under this policy; and "
@@ -308,13 +362,13 @@ _CHECKS: tuple[Check, ...] = (
              "sleep-a http(502) (route block_all: port 80 is not in the policy); sleep-a https http(200) through "
              "the gateway (its sidecar's TCP line logs outbound|443||istio-egressgateway.istio-system.svc."
              "cluster.local, the gateway outbound|443||www.alibabacloud.com); nginx http(502) and tls-reset "
-             "(BlackHoleCluster); after deletion sleep-a http(502) and tls-reset (BlackHoleCluster)",
+             "(BlackHoleCluster); after deletion sleep-a http(502) and tls-reset (BlackHoleCluster)" + ETP_MESH_MTLS,
              deviation=_HTTPS_RESET_DEVIATION, adaptations=(GATEWAY_MTLS_ADAPTATION, TEST_CA_ADAPTATION)),
     _sidecar("ETP-05", "A DENY policy for POST from mytest at the gateway", "ETP", _ETP_AUTHZ,
              "POST 403 RBAC: access denied; GET 200",
              "under the HTTP policy, sleep-a POST http://httpbin.org/post http(403) with body RBAC: access denied "
              "(the gateway logs response_code_details rbac_access_denied_matched_policy[ns[istio-system]-"
-             "policy[sleep-a-egress-www-httpbin-org]-rule[0]]); GET http://httpbin.org/get http(200)",
+             "policy[sleep-a-egress-www-httpbin-org]-rule[0]]); GET http://httpbin.org/get http(200)" + ETP_MESH_MTLS,
              adaptations=(GATEWAY_MTLS_ADAPTATION, ETP_GATEWAY_SELECTOR_ADAPTATION)),
     # ---------------------------------------------------------------- AMB: seed 000
     _ambient("AMB-01", "An ambient pod reaches an external host directly", "AMB", _AMB_STEP1,
@@ -323,11 +377,12 @@ _CHECKS: tuple[Check, ...] = (
              "headers: ztunnel forwards a connection to an unknown host at L4, no Envoy on the path"),
     _ambient("AMB-02", "A NetworkPolicy stops ambient pods reaching the outside directly", "AMB", _AMB_INTRO,
              "blocked (implied)",
-             "no HTTP response: timeout, or conn-refused where the policy rejects. ztunnel accepts the pod's "
-             "connection inside the pod, so the policy drops ztunnel's onward connection (made from the pod's "
-             "network namespace) and curl's denial limit (6 s at --timeout-scale 1) runs out before ztunnel's "
-             "10 s connect timeout; a limit stretched past it shows ztunnel resetting the connection it accepted "
-             "(tls-reset, curl exit 56)"),
+             "http(301) from the origin before the policy (the control: a down origin, DNS or world cannot pass "
+             "for a block), then no HTTP response: timeout, or conn-refused where the policy rejects. ztunnel "
+             "accepts the pod's connection inside the pod, so the policy drops ztunnel's onward connection "
+             "(made from the pod's network namespace) and curl's denial limit (6 s at --timeout-scale 1) runs "
+             "out before ztunnel's 10 s connect timeout; a limit stretched past it shows ztunnel resetting the "
+             "connection it accepted (tls-reset, curl exit 56)"),
     _ambient("AMB-03", "A waypoint in istio-egress carries traffic to a ServiceEntry host", "AMB", _AMB_STEP4,
              "301, server: envoy, x-envoy-upstream-service-time; waypoint log",
              "http(301) with server: istio-envoy, x-envoy-upstream-service-time, the origin served HTTP; "
@@ -350,6 +405,14 @@ _CHECKS: tuple[Check, ...] = (
              "https://www.aliyun.com/ (the external world's aliyun.com does so, modelled on the real apex), and the "
              "waypoint writes server: istio-envoy",
              adaptations=(WAYPOINT_TEST_CA_ADAPTATION,)),
+    _ambient("AMB-05", "The application's own HTTPS passes the waypoint at L4", "AMB", _AMB_STEP5,
+             "HTTPS is forwarded as TLS: no L7 capabilities",
+             "in AMB-03's state, https://aliyun.com with the test CA gets the origin's own http(301) (X-External-"
+             "World-Scheme https, no x-envoy-* response headers: no Envoy read the request); the waypoint logs "
+             "the connection on inbound-vip|443|tcp|aliyun.com with no method, path or response code",
+             adaptations=(TEST_CA_ADAPTATION,),
+             beyond_specification="seed 000's introduction and step 5: a waypoint forwards an application's "
+             "direct HTTPS as TLS and can apply only TCP-level policy and routing to it"),
     _ambient("AMB-X1", "A DENY by source namespace at the egress waypoint", "AMB-X", None,
              "(ambient equivalent of NSD-04: 403 with server: envoy)",
              "http(403) with server: istio-envoy for default/sleep's documented request to aliyun.com; the "
@@ -381,7 +444,8 @@ _CHECKS: tuple[Check, ...] = (
               "http(418), body contains teapot"),
     _external("XW-04", "The ingress denies the test.client certificate on /status/418 only", _MTLS_STEP4,
               "http(200) on /status/200; http(403) RBAC: access denied on /status/418"),
-    _external("XW-05", "The ingress refuses a TLS client without a certificate", None, "tls-reset"),
+    _external("XW-05", "The ingress refuses a TLS client without a certificate", None,
+              "http(200) with the test.client certificate (the control), then tls-reset without one"),
     Check("XW-06", "The external world is unknown to the mesh", Profile.EXTERNAL_WORLD, "XW", (MeshMode.SIDECAR,),
           None, "(the harness's own requirement)",
           "under REGISTRY_ONLY a sidecar gets http(502) on route block_all for an external-world Service's own "

@@ -512,6 +512,10 @@ def _judge_outcome(action: Mapping[str, Any], prediction: Mapping[str, Any], jud
     observed = outcome.get("clientObserves") or ""
     at = outcome.get("at")
     path = _request_path(action["request"]["url"])
+    if outcome.get("class") == "config-rejected":
+        # No check documents a rejected configuration: the apply that the probe follows fails on a cluster.
+        judgement.disagree(outcome.get("detail") or "Istio's validation rejects this configuration", "istio validation")
+        return
     if outcome.get("class") == "not-predicted" or not observed:
         judgement.cannot_judge(outcome.get("detail") or "the oracle could not walk this probe")
         return
@@ -615,6 +619,7 @@ def _judge_log(
             f"the {label} log: the connection is refused there, whether Envoy logs it is not predicted"
         )
         return
+    _judge_rbac_details(log, hops[0], label, judgement)
     for name, matcher in (log.get("fields") or {}).items():
         key = _PREDICTED_LOG_FIELDS.get(name)
         if key is None:
@@ -637,6 +642,33 @@ def _judge_log(
             )
 
 
+_RBAC_DENIED = "rbac_access_denied_matched_policy"
+
+
+def _judge_rbac_details(log: Mapping[str, Any], hop: Mapping[str, Any], label: str, judgement: _Judgement) -> None:
+    """A log that names an RBAC denial at a proxy whose RBAC filter the oracle predicts to allow (or the
+    reverse): the proxy's own decision is predicted, whatever the origin behind it answers."""
+    matcher = (log.get("fields") or {}).get("response_code_details")
+    decision = (hop.get("rbac") or {}).get("decision")
+    if not isinstance(matcher, Mapping) or decision not in ("allow", "deny"):
+        return
+    text = matcher.get("equals", matcher.get("prefix"))
+    if not isinstance(text, str):
+        return
+    if text.startswith(_RBAC_DENIED) and decision == "allow":
+        judgement.disagree(
+            f"{label} log response_code_details: expected {json.dumps(matcher)}, but its RBAC filter is predicted "
+            "to allow the request",
+            label,
+        )
+    elif not text.startswith(_RBAC_DENIED) and decision == "deny":
+        judgement.disagree(
+            f"{label} log response_code_details: expected {json.dumps(matcher)}, but its RBAC filter is predicted "
+            "to deny the request",
+            label,
+        )
+
+
 def _judge_probe(
     check: Mapping[str, Any],
     action: Mapping[str, Any],
@@ -648,7 +680,7 @@ def _judge_probe(
     prediction = predictions[action["probe"]]
     mesh = _Judgement()
     _judge_outcome(action, prediction, mesh)
-    walked = prediction.get("outcome", {}).get("class") != "not-predicted"
+    walked = prediction.get("outcome", {}).get("class") not in ("not-predicted", "config-rejected")
     for log in check.get("actions", []) if walked else ():
         if log.get("type") == "log" and log.get("probe") == action["probe"]:
             _judge_log(log, prediction, mesh, predictions.get(log.get("controlProbe") or ""))

@@ -140,6 +140,10 @@ class CheckRecord:
             data["reason"] = self.reason
         if check is not None and check.deviation:
             data["deviation"] = {"documented": check.documented, "expected": check.expected, "reason": check.deviation}
+        if check is not None and check.specification_correction:
+            data["specificationCorrection"] = check.specification_correction
+        if check is not None and check.beyond_specification:
+            data["beyondSpecification"] = check.beyond_specification
         if self.adaptations:
             data["adaptations"] = list(self.adaptations)
         if self.observed:

@@ -41,6 +41,7 @@ import yaml
 
 from conformance import crossref, evidence, manifests, progress, versions
 from conformance.accesslog import (
+    Absent,
     AccessLogEntry,
     Exact,
     FieldMatcher,
@@ -151,6 +152,10 @@ def host(address: str) -> HostOfAddress:
 def port(number: int) -> PortOfAddress:
     """Access-log matcher: an address field on port ``number``."""
     return PortOfAddress(number)
+
+
+#: Access-log matcher: the field has no value (Envoy's ``-``, JSON null).
+ABSENT = Absent()
 
 
 def prefix(text: str) -> Prefix:

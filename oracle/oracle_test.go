@@ -2,6 +2,7 @@ package oracle
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -120,7 +121,15 @@ func TestPredict(t *testing.T) {
 			var got []ProbePrediction
 			completed := false
 			failure := "the fake istiod failed on this state's configuration (see the oracle's log)"
-			if err := world.Validate(); err != nil {
+			var rejected *RejectedError
+			if err := world.Validate(); errors.As(err, &rejected) {
+				for _, pp := range pps {
+					got = append(got, ProbePrediction{Check: c.ID, Mode: c.Mode, Probe: pp.Action.Probe, Seq: pp.Action.Seq, Hops: []Hop{},
+						Client: pp.Action.Client, Display: pp.Action.Request.Display, State: fp,
+						Outcome: Outcome{Class: ClassRejected, Detail: rejected.Error()}})
+				}
+				completed = true
+			} else if err != nil {
 				failure = err.Error()
 			} else {
 				t.Run(c.ID+"/"+c.Mode+"/"+fp, func(t *testing.T) {

@@ -17,6 +17,7 @@ const (
 	ClassRBACDeny       = "rbac-deny"           // envoy.filters.http.rbac / network rbac denies
 	ClassLoop           = "loop"                // the gateway forwards to itself (ServiceEntry resolution NONE)
 	ClassDirectResponse = "direct-response"     // a route answers with a fixed status (VirtualService directResponse)
+	ClassRejected       = "config-rejected"     // Istio's validation refuses the state's configuration
 	ClassNotPredicted   = "not-predicted"
 )
 

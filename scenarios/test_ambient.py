@@ -15,12 +15,26 @@ AMB-X4 (REGISTRY_ONLY) does not apply to ztunnel and has no test; its catalogue 
 from __future__ import annotations
 
 from conformance.catalogue import WAYPOINT_TEST_CA_ADAPTATION, check
-from conformance.scenario import CONN_REFUSED, TIMEOUT, TLS_RESET, Client, Step, Waypoint, http, port, prefix
+from conformance.external import CLIENT_CA_FILE
+from conformance.scenario import (
+    ABSENT,
+    CONN_REFUSED,
+    TIMEOUT,
+    TLS_RESET,
+    Client,
+    Step,
+    Waypoint,
+    http,
+    port,
+    prefix,
+)
 
 NETWORK_POLICY = "ambient/network-policy.yaml"
 WAYPOINT = "ambient/waypoint.yaml"
 ALIYUN = "ambient/service-entry.yaml"
 HTTPBIN = "ambient/service-entry-httpbin.yaml"
+#: The external world's origins present certificates of the run's test CA, which the client trusts.
+TEST_CA = ("--cacert", CLIENT_CA_FILE)
 #: How the waypoint's RBAC filter names a denial by an AuthorizationPolicy of istio-egress.
 DENIED_BY = "rbac_access_denied_matched_policy[ns[istio-egress]-policy[{}]"
 
@@ -65,6 +79,9 @@ def test_ambient_client_reaches_an_unregistered_host_directly(step: Step, sleep:
 
 @check("AMB-02")
 def test_network_policy_closes_the_direct_way_out(step: Step, sleep: Client) -> None:
+    """The block means something only if the same request got through before it: the control first."""
+    with step.documented("Step 1: the client reaches the host directly"):
+        sleep.curl("-sI", "http://aliyun.com").converges_to(http(301), headers={"x-external-world-scheme": "http"})
     step.apply(NETWORK_POLICY)
     sleep.curl("-sI", "http://aliyun.com").is_denied(TIMEOUT | CONN_REFUSED | TLS_RESET)
 
@@ -106,6 +123,21 @@ def test_waypoint_upgrades_the_request_to_https(step: Step, sleep: Client, waypo
         response_code=301,
         authority="aliyun.com",
         upstream_host=port(443),
+    )
+
+
+@check("AMB-05")
+def test_application_https_passes_the_waypoint_at_l4(step: Step, sleep: Client, waypoint: Waypoint) -> None:
+    """The seed's warning: a waypoint cannot read an application's own TLS, so it forwards the connection
+    (no L7 fields in its entry, no Envoy headers on the origin's answer)."""
+    close_direct_egress(step)
+    open_waypoint(step)
+    bind_to_waypoint(step, ALIYUN)
+    r = sleep.curl("-sI", *TEST_CA, "https://aliyun.com").converges_to(
+        http(301), headers={"x-external-world-scheme": "https"}, no_headers_with_prefix=("x-envoy-",)
+    )
+    waypoint.log_for(r, sni="aliyun.com").has(
+        upstream_cluster="inbound-vip|443|tcp|aliyun.com", method=ABSENT, path=ABSENT, upstream_host=port(443)
     )
 
 

@@ -9,7 +9,7 @@ two-hop VirtualService finally carry it through ``istio-system/istio-egressgatew
 from __future__ import annotations
 
 from conformance.catalogue import check
-from conformance.scenario import ALLOW_ANY, PLAINTEXT, REGISTRY_ONLY, Client, EgressGateway, Step, host, http
+from conformance.scenario import ABSENT, ALLOW_ANY, PLAINTEXT, REGISTRY_ONLY, Client, EgressGateway, Step, host, http
 
 
 @check("EGW-01")
@@ -20,9 +20,15 @@ def test_allow_any_reaches_an_unregistered_host(step: Step, sleep: Client) -> No
 
 @check("EGW-02")
 def test_registry_only_refuses_an_unregistered_host(step: Step, sleep: Client) -> None:
+    """The denial means something only if the same request succeeds without it: the control first."""
+    with step.documented("Step 1: under ALLOW_ANY the host answers"):
+        step.mesh(outbound=ALLOW_ANY)
+        sleep.curl("-sI", "http://aliyun.com").converges_to(http(301))
     step.mesh(outbound=REGISTRY_ONLY)
     r = sleep.curl("-sI", "http://aliyun.com").is_denied(http(502), headers={"server": "envoy"})
-    sleep.sidecar.log_for(r).has(route_name="block_all", response_code=502)
+    sleep.sidecar.log_for(r).has(
+        route_name="block_all", response_code=502, response_code_details="direct_response", upstream_cluster=ABSENT
+    )
 
 
 @check("EGW-03")
@@ -48,4 +54,20 @@ def test_gateway_and_two_hop_routes_carry_the_request(step: Step, sleep: Client,
         method="HEAD",
         response_code=301,
         downstream_remote_address=host(sleep.ip),
+    )
+
+
+@check("EGW-05")
+def test_gateway_routes_without_service_entry_capture_the_request(
+    step: Step, sleep: Client, egress_gateway: EgressGateway
+) -> None:
+    """Step 4's Gateway and VirtualService, but neither REGISTRY_ONLY nor the ServiceEntry: the request
+    reaches the gateway, which has nowhere to send it."""
+    step.mesh(outbound=ALLOW_ANY)
+    step.apply("egw/gateway.yaml", "egw/virtual-service.yaml")
+    step.sidecars_reach(egress_gateway, over=PLAINTEXT, namespace=sleep.namespace)
+    r = sleep.curl("-sI", "http://aliyun.com").converges_to(http(503))
+    sleep.sidecar.log_for(r).has(upstream_cluster=f"outbound|80||{egress_gateway.info.host}", response_code=503)
+    egress_gateway.log_for(r).has(
+        authority="aliyun.com", response_code=503, response_flags="NC", response_code_details="cluster_not_found"
     )

@@ -49,6 +49,8 @@ def test_ingress_denies_test_client_on_status_418(step: Step, external_probe: Cl
 
 @check("XW-05")
 def test_ingress_refuses_clients_without_certificate(step: Step, external_probe: Client) -> None:
+    # The control: with the certificate the same request is answered, so the reset is the missing certificate.
+    external_probe.curl(*CA, *CLIENT_CERTIFICATE, "https://test.com/status/200").converges_to(http(200))
     external_probe.curl(*CA, "https://test.com/status/200").is_denied(TLS_RESET)
 
 

@@ -61,14 +61,16 @@ def test_request_goes_through_the_gateway_over_mesh_mtls(
 def test_gateway_originates_mtls_with_the_client_certificate(
     step: Step, sleep: Client, egress_gateway: EgressGateway
 ) -> None:
-    """``server: envoy`` is asserted because upstream shows it, but the client's own sidecar writes it on
-    every response; the gateway's log (MTLS-04c) is what shows the origination."""
+    """``server: envoy`` is asserted because the seed shows it, but the client's own sidecar writes it on
+    every response, and step 3's plain port 80 answers the same 200: the gateway's entry for the request,
+    on its port-443 cluster, is what shows the origination."""
     step.mesh(outbound=REGISTRY_ONLY)
     step.apply(SERVICE_ENTRY, *MTLS_ORIGINATION)
     step.sidecars_reach(egress_gateway, over=ISTIO_MUTUAL, namespace=sleep.namespace)
-    sleep.curl(*HOST_TEST_COM, "$INGRESS_GATEWAY_IP/status/200", "-I").converges_to(
+    r = sleep.curl(*HOST_TEST_COM, "$INGRESS_GATEWAY_IP/status/200", "-I").converges_to(
         http(200), headers={"server": "envoy"}
     )
+    egress_gateway.log_for(r).has(upstream_cluster="outbound|443||test.com", response_code=200)
 
 
 @check("MTLS-04b")
@@ -112,3 +114,13 @@ def test_gateway_denies_the_sleep_principal_on_headers_only(
     r = sleep.curl(*HOST_TEST_COM, "$INGRESS_GATEWAY_IP/headers").is_denied(http(403), body="RBAC: access denied")
     egress_gateway.log_for(r).has(response_code=403, response_code_details=DENIED_BY_POLICY)
     sleep.curl(*HOST_TEST_COM, "$INGRESS_GATEWAY_IP/status/200", "-I").converges_to(http(200))
+
+
+@check("MTLS-06")
+def test_registry_only_without_service_entry_makes_test_com_unreachable(step: Step, sleep: Client) -> None:
+    step.mesh(outbound=REGISTRY_ONLY)
+    r = sleep.curl(*HOST_TEST_COM, "$INGRESS_GATEWAY_IP/status/418").is_denied(http(502))
+    sleep.sidecar.log_for(r).has(route_name="block_all", response_code=502)
+    with step.documented("Step 2: the ServiceEntry registers test.com at the ingress address"):
+        step.apply(SERVICE_ENTRY)
+        sleep.curl(*HOST_TEST_COM, "$INGRESS_GATEWAY_IP/status/418").converges_to(http(418))

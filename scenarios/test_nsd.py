@@ -18,8 +18,11 @@ from conformance.scenario import CONN_REFUSED, REGISTRY_ONLY, TIMEOUT, Client, E
 SERVICE_ENTRY = "nsd/service-entry.yaml"
 GATEWAY_HOP = ("nsd/gateway.yaml", "nsd/destination-rule.yaml", "nsd/virtual-service.yaml")
 DENY_DEMO_FRONTEND = "nsd/authorization-policy.yaml"
+ALLOW_ALLOWED_PATH = "nsd/authorization-policy-allow.yaml"
 #: The gateway's RBAC filter names the matched policy in its log (Istio: ns[<ns>]-policy[<name>]-rule[<i>]).
 DENIED_BY_POLICY = "rbac_access_denied_matched_policy[ns[istio-system]-policy[deny-demo-frontend]-rule[0]]"
+#: An ALLOW policy exists and none of its rules matched.
+DENIED_BY_NO_ALLOW = "rbac_access_denied_matched_policy[none]"
 
 
 @check("NSD-01")
@@ -92,14 +95,40 @@ def test_service_entry_without_resolution_fails_through_the_gateway(
     step: Step, frontend_sleep: Client, egress_gateway: EgressGateway
 ) -> None:
     """The working route first (DNS, 301 through the gateway), then only the resolution changes: any
-    answer seen after that comes from the NONE entry, not from configuration still arriving. Upstream,
-    the gateway's original-destination cluster sends the request to the gateway's own pod port, in
-    plain text, where the seed's mTLS-only server closes the connection: most likely a 503."""
+    answer seen after that comes from the NONE entry, not from configuration still arriving. A gateway's
+    cluster for a NONE entry is an EDS cluster without endpoints: the gateway answers 503 itself."""
     step.mesh(outbound=REGISTRY_ONLY)
     step.apply(SERVICE_ENTRY, *GATEWAY_HOP)
     r = frontend_sleep.curl("-sI", "http://www.aliyun.com").converges_to(http(301))
     egress_gateway.log_for(r).has(upstream_cluster="outbound|80||www.aliyun.com", response_code=301)
     with step.documented("Step 3: the ServiceEntry with resolution NONE, against the seed's warning"):
         step.apply("nsd/service-entry-resolution-none.yaml")
-        failed = frontend_sleep.curl("-sI", "http://www.aliyun.com").stays(~http(301))
+        failed = frontend_sleep.curl("-sI", "http://www.aliyun.com").is_denied(http(503))
         step.record_observed("www.aliyun.com through the gateway with resolution NONE", failed)
+        egress_gateway.log_for(failed).has(
+            upstream_cluster="outbound|80||www.aliyun.com",
+            response_code=503,
+            response_flags="UH",
+            response_code_details="no_healthy_upstream",
+        )
+
+
+@check("NSD-08")
+def test_deny_is_evaluated_before_allow_and_no_allow_admits_the_rest(
+    step: Step, frontend_sleep: Client, egress_gateway: EgressGateway
+) -> None:
+    """One request matching both the seed's DENY and an ALLOW is denied by the DENY; with the ALLOW
+    alone, a request it does not match is denied; with no policy at all, that request passes."""
+    step.mesh(outbound=REGISTRY_ONLY)
+    step.apply(SERVICE_ENTRY, *GATEWAY_HOP, DENY_DEMO_FRONTEND, ALLOW_ALLOWED_PATH)
+    r = frontend_sleep.curl("-sI", "http://www.aliyun.com/allowed").is_denied(http(403))
+    egress_gateway.log_for(r).has(path="/allowed", response_code=403, response_code_details=DENIED_BY_POLICY)
+    with step.documented("Step 5: with an ALLOW policy and no DENY, what the ALLOW does not match is denied"):
+        step.delete(DENY_DEMO_FRONTEND)
+        r = frontend_sleep.curl("-sI", "http://www.aliyun.com/allowed").converges_to(http(301))
+        egress_gateway.log_for(r).has(path="/allowed", response_code=301)
+        r = frontend_sleep.curl("-sI", "http://www.aliyun.com/").is_denied(http(403))
+        egress_gateway.log_for(r).has(path="/", response_code=403, response_code_details=DENIED_BY_NO_ALLOW)
+    with step.documented("Step 5: with no ALLOW policy, every request not denied is permitted"):
+        step.delete(ALLOW_ALLOWED_PATH)
+        frontend_sleep.curl("-sI", "http://www.aliyun.com/").converges_to(http(301))

@@ -286,6 +286,34 @@ def test_what_the_oracle_cannot_judge_is_never_agreeing() -> None:
     assert judged([probe_action("http(301)"), ztunnel], ROUTED) is Verdict.NOT_PREDICTED
 
 
+def test_a_configuration_istio_rejects_disagrees_with_every_probe_of_its_state() -> None:
+    rejected = {"hops": [], "outcome": {"class": "config-rejected", "detail": "Istio's validation rejects ..."}}
+    assert judged([probe_action("http(301)")], rejected) is Verdict.DISAGREES
+    assert judged([probe_action("http(502)", "holds")], rejected) is Verdict.DISAGREES
+
+
+def test_an_rbac_denial_in_the_log_disagrees_with_a_proxy_predicted_to_allow() -> None:
+    gateway = "istio-system/istio-egressgateway"
+    denial = {
+        "response_code_details": {"equals": "rbac_access_denied_matched_policy[ns[istio-system]-policy[p]-rule[0]]"}
+    }
+    upstream = {"response_code_details": {"equals": "via_upstream"}}
+
+    def through_gateway(decision: str) -> dict[str, Any]:
+        hop = {**sidecar_hop("outbound|443||test.com"), "proxy": "egress-gateway", "workload": gateway}
+        hop["rbac"] = {"decision": decision}
+        origin = {"host": "test.com", "port": 443, "known": "external mTLS ingress", "transport": "mutual-tls"}
+        return {"hops": [hop], "outcome": {"class": "routed", "clientObserves": "origin", "origin": origin}}
+
+    probe = probe_action("http(403)", "holds")
+    denied_log = log_action("egress-gateway", gateway, denial)
+    upstream_log = log_action("egress-gateway", gateway, upstream)
+    assert judged([probe, denied_log], through_gateway("allow")) is Verdict.DISAGREES
+    assert judged([probe, upstream_log], through_gateway("deny")) is Verdict.DISAGREES
+    # Allowed and answered by the external ingress itself: the oracle cannot tell what it answers.
+    assert judged([probe, upstream_log], through_gateway("allow")) is Verdict.NOT_PREDICTED
+
+
 def test_an_analyzer_error_is_a_disagreement_and_a_warning_is_listed() -> None:
     error = {"check": "X-01", "state": "s1", "messages": [{"code": "IST0101", "level": "Error", "message": "m"}]}
     warning = {"check": "X-01", "state": "s1", "messages": [{"code": "IST0129", "level": "Warning", "message": "w"}]}
@@ -471,6 +499,16 @@ def test_a_state_istiod_cannot_read_is_not_predicted_and_the_others_still_are(
     assert broken.verdict is Verdict.NOT_PREDICTED
     assert any("cannot read this state's configuration" in r for p in broken.probes for r in p.reasons)
     assert report.verdicts[("EGW-01", "sidecar")].verdict is Verdict.AGREES
+
+
+@real_oracle
+def test_a_state_istio_validation_rejects_is_a_disagreement(predict: Callable[[Plan], OracleReport]) -> None:
+    plan = only(load("egw-seed003"), "EGW-04")
+    (service,) = resources_of(check_of(plan, "EGW-04"), "VirtualService")
+    service["spec"]["http"][0]["route"][0]["weight"] = -5
+    verdict = predict(plan).verdicts[("EGW-04", "sidecar")]
+    assert verdict.verdict is Verdict.DISAGREES
+    assert any("Istio's validation rejects" in r for p in verdict.probes for r in p.reasons)
 
 
 @real_oracle
