@@ -21,8 +21,10 @@ purpose, e.g. a pitfall the seed demonstrates):
   namespace, in ambient mode each waypoint's, or the DestinationRule's own for one with a workloadSelector),
   with the keys its TLS mode needs: a certificate and key to present (MUTUAL origination, a gateway server),
   a CA to verify with (SIMPLE or MUTUAL origination, a MUTUAL server), in the Secret or its ``-cacert`` twin.
-- ``service-entry-resolution``: a ServiceEntry a gateway routes to resolves by DNS or is STATIC; with
-  NONE the gateway forwards to the original destination of its own downstream connection, itself.
+- ``service-entry-resolution``: a ServiceEntry a gateway routes to resolves by DNS or is STATIC. A gateway
+  never gets a passthrough (ORIGINAL_DST) cluster: for a NONE entry istiod falls back to EDS
+  (``convertResolution`` in ``pilot/pkg/networking/core/cluster.go``), and without endpoints that cluster is
+  empty, so the gateway answers 503 ``no healthy upstream`` itself.
 - ``authorization-selector``: an AuthorizationPolicy's selector matches the egress gateway as installed
   (plan ``egressGateway.podLabels``) or, outside the gateway's namespace, a workload of the check.
 - ``gateway-selector``: an Istio Gateway's selector matches the egress gateway's pod labels.
@@ -479,7 +481,8 @@ def _service_entry_resolution(
                 if resolution not in RESOLVING:
                     yield (
                         f"{_ref(vs)} sends the gateway to {route.host}, whose {_ref(se)} has resolution "
-                        f"{resolution}: the gateway would forward to its own address"
+                        f"{resolution}: a gateway's cluster for it is EDS, empty unless the entry lists endpoints "
+                        "(503 no healthy upstream)"
                     )
 
 
@@ -510,6 +513,9 @@ def _gateway_selector(config: Configuration, context: Context, client: Mapping[s
             yield (
                 f"{_ref(gateway)} selects {dict(selector)}; the egress gateway's pods carry "
                 f"{dict(context.gateway_labels)}"
+                if context.gateway_labels
+                else f"{_ref(gateway)} selects {dict(selector)}, but no egress gateway with ready pods was found "
+                f"(Service {context.gateway_namespace}/istio-egressgateway)"
             )
 
 

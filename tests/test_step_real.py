@@ -21,6 +21,7 @@ from conformance.external import new_pki
 from conformance.kube import Kube, ObjectRef
 from conformance.live import LiveRuntime
 from conformance.pki import RunPKI
+from conformance.runtime import EgressGatewayInfo, GatewayPort
 from conformance.scenario import REGISTRY_ONLY, CheckRun, Step
 from conformance.settings import MeshMode
 from conformance.timeouts import Timeouts
@@ -87,9 +88,24 @@ def existing(cluster: tuple[RealApiServer, Kube]) -> Iterator[Kube]:
     server.request("DELETE", "/apis/networking.istio.io/v1beta1/namespaces/istio-system/gateways/istio-egressgateway")
 
 
+#: The egress gateway as upstream's default profile installs it (this API server runs no pods to find it by).
+UPSTREAM_GATEWAY = EgressGatewayInfo(
+    namespace="istio-system",
+    name="istio-egressgateway",
+    service_account="istio-egressgateway-service-account",
+    pod_labels={"app": "istio-egressgateway", "istio": "egressgateway"},
+    ports=(GatewayPort("http2", 80, 8080), GatewayPort("https", 443, 8443)),
+)
+
+
+class RuntimeWithGateway(LiveRuntime):
+    def egress_gateway(self) -> EgressGatewayInfo | None:
+        return UPSTREAM_GATEWAY
+
+
 def new_step(kube: Kube, tmp_path: Path) -> Step:
     check = lookup("EGW-04")
-    runtime = LiveRuntime(kube, MeshMode.SIDECAR, TIMEOUTS, World(new_pki()), "1.30.3")  # type: ignore[arg-type]
+    runtime = RuntimeWithGateway(kube, MeshMode.SIDECAR, TIMEOUTS, World(new_pki()), "1.30.3")  # type: ignore[arg-type]
     return Step(CheckRun(check, CheckActions(check.id, "x::y", "sidecar", check.profile.value, check.title)), runtime)
 
 
