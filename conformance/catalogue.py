@@ -93,6 +93,9 @@ class Check:
     #: Cross-reference rules (``conformance.crossref``) the documented configuration breaks on purpose — a
     #: pitfall the seed shows —, each as (rule, why). Any other rule the check's plan breaks is an error.
     breaks_rules: tuple[tuple[str, str], ...] = ()
+    #: ``istioctl analyze`` errors the documented configuration raises on purpose — the pitfall the check
+    #: shows —, each as (code, why). Any other analyzer error in the check's steps is an error.
+    analyzer_errors: tuple[tuple[str, str], ...] = ()
     #: Where the specification's own expectation is wrong for upstream Istio: what it said, what holds, and
     #: the Istio source that shows it. The check asserts what holds.
     specification_correction: str | None = None
@@ -230,6 +233,8 @@ _CHECKS: tuple[Check, ...] = (
              "gateway hop's destination aliyun.com has no cluster without a ServiceEntry, and the gateway "
              "answers 503 (NC). The gateway does take effect, and breaks the request",
              adaptations=(GATEWAY_PLAINTEXT_ADAPTATION,),
+             analyzer_errors=(("IST0101", "the seed's note itself: no ServiceEntry registers the "
+                               "VirtualService's host aliyun.com"),),
              beyond_specification="seed 003's note before step 2: without REGISTRY_ONLY and without a "
              "ServiceEntry, requests succeed but the configured egress gateway does not take effect"),
     # ---------------------------------------------------------------- NSD: seed 004

@@ -206,7 +206,7 @@ def test_collect_only_ambient_lists_exactly_the_ambient_checks() -> None:
     assert completed.returncode == 0, completed.stdout + completed.stderr
     collected = {line for line in completed.stdout.splitlines() if "::" in line}
     applicable = [c for c in CATALOGUE.values() if MeshMode.AMBIENT in c.modes and not c.not_applicable]
-    assert len(collected) == len(applicable) == 7
+    assert len(collected) == len(applicable) == 8
     assert all(line.startswith("scenarios/test_ambient.py::") and line.endswith("[ambient]") for line in collected)
 
 
