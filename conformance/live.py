@@ -159,7 +159,8 @@ class LiveRuntime(RuntimeBase):
         self._deployer = WorkloadDeployer(kube, mode, timeouts, world.create_client_secrets)
         self._gateway: EgressGatewayInfo | None = None
         self._gateway_looked_up = False
-        #: (probe, proxy workload) -> how its TLS/TCP entry was found: "connection" or "time window".
+        #: (probe's last token, proxy workload) -> how its TLS/TCP entry was found: "connection", or
+        #: "time window (<why the connection's addresses could not tie it>)".
         self.correlations: dict[tuple[str, str], str] = {}
 
     # ------------------------------------------------------------------------------------ configuration
@@ -312,39 +313,43 @@ class LiveRuntime(RuntimeBase):
         # A TLS/TCP line carries no token: the entry is the one of this very connection when Envoy's
         # addresses tell (the client's port in its sidecar's log; that sidecar's upstream port in the
         # gateway's), else the nearest in the probe's time window.
-        downstream = self._downstream_of(source, observation)
+        downstream, unknown_because = self._downstream_of(source, observation)
         found: list[AccessLogEntry] = []
         for text in texts.values():
             window = entries_in_window(text, result.started_at, result.finished_at, requested_server_name=lookup.sni)
             exact = [e for e in window if downstream is not None and e.downstream_remote_address == downstream]
             found += exact or window
-        self.correlations[(observation.probe_id, source.workload)] = (
-            "connection" if downstream is not None and any(e.downstream_remote_address == downstream for e in found)
-            else "time window"
-        )  # fmt: skip
+        if downstream is not None and any(e.downstream_remote_address == downstream for e in found):
+            how = "connection"
+        else:
+            why = unknown_because or f"no entry of the window has the connection's downstream address {downstream}"
+            how = f"time window ({why})"
+        # Keyed by the probe's last attempt (its token): probe IDs repeat from check to check.
+        self.correlations[(result.token, source.workload)] = how
         return found
 
     def log_correlation(self, observation: Observation, source: LogSource) -> str | None:
-        return self.correlations.get((observation.probe_id, source.workload))
+        result = observation.result
+        return self.correlations.get((result.token, source.workload)) if result is not None else None
 
-    def _downstream_of(self, source: LogSource, observation: Observation) -> str | None:
-        """The downstream address ``source`` logged for this probe's connection, when it can be known."""
+    def _downstream_of(self, source: LogSource, observation: Observation) -> tuple[str | None, str | None]:
+        """The downstream address ``source`` logged for this probe's connection, or why it cannot be known."""
         result = observation.result
         client = observation.client
         if result is None or result.client_address is None:
-            return None
+            return None, "curl's write-out gave no local address"
         if source.kind is ProxyKind.SIDECAR and source.workload == client.ref:
-            return result.client_address
+            return result.client_address, None
         if source.kind is not ProxyKind.EGRESS_GATEWAY or client.dataplane is not Dataplane.SIDECAR:
-            return None
+            return None, "only the client's own sidecar and the gateway behind it are tied by addresses"
         # The gateway sees the client's sidecar's outbound connection: that sidecar's log names its port.
         spec = client.spec
         texts = self._kube.logs(spec.namespace, spec.selector, SIDECAR_CONTAINER, result.started_at)
         for text in texts.values():
             for entry in entries_in_window(text, result.started_at, result.finished_at):
                 if entry.downstream_remote_address == result.client_address and entry.upstream_local_address:
-                    return entry.upstream_local_address
-        return None
+                    return entry.upstream_local_address, None
+        return None, f"the client's sidecar logged no upstream address for its connection from {result.client_address}"
 
     def await_log_entry(
         self, source: LogSource, observation: Observation, expectation: LogExpectation, lookup: LogLookup

@@ -279,7 +279,7 @@ class Runtime(Protocol):
         ...
 
     def log_correlation(self, observation: Observation, source: LogSource) -> str | None:
-        """How a TLS/TCP access-log entry of the request was tied to it: "connection" or "time window"."""
+        """How a TLS/TCP access-log entry of the request was tied to it: "connection", or "time window (why)"."""
         ...
 
     def secret_variables(self) -> frozenset[str]:
