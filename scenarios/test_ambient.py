@@ -136,7 +136,7 @@ def test_application_https_passes_the_waypoint_at_l4(step: Step, sleep: Client, 
     r = sleep.curl("-sI", *TEST_CA, "https://aliyun.com").converges_to(
         http(301), headers={"x-external-world-scheme": "https"}, no_headers_with_prefix=("x-envoy-",)
     )
-    waypoint.log_for(r, sni="aliyun.com").has(
+    waypoint.log_for(r, by_time=True).has(
         upstream_cluster="inbound-vip|443|tcp|aliyun.com", method=ABSENT, path=ABSENT, upstream_host=port(443)
     )
 
