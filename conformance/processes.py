@@ -10,8 +10,9 @@ import shlex
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import suppress
+from pathlib import Path
 from urllib.parse import urlsplit
 
 #: How often a long command says it is still running.
@@ -25,6 +26,8 @@ def run_bounded(
     *,
     heartbeat: Callable[[float], None] | None = None,
     heartbeat_seconds: float = HEARTBEAT_SECONDS,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``command`` with captured output, killing its whole process group when ``timeout`` passes.
 
@@ -38,10 +41,13 @@ def run_bounded(
     started = time.monotonic()
     with subprocess.Popen(
         command,
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        errors="replace",
         start_new_session=True,
     ) as process:
         try:

@@ -7,11 +7,12 @@ import os
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from conformance.processes import run_bounded
 
 CACHE_ENV = "EGRESS_LOCAL_CLUSTER_CACHE"
 DEFAULT_CACHE = Path("~/.cache/egress-conformance/local-cluster")
@@ -37,45 +38,26 @@ def run(
     *,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
-    stdin: bytes | None = None,
     timeout: float = 3600.0,
     what: str | None = None,
 ) -> str:
     """Run ``command`` to completion, saying every 30 s that it still runs; its stdout, or TierError."""
     label = what or shlex.join(command[:3])
-    with tempfile.TemporaryFile() as output, tempfile.TemporaryFile() as errors:
-        process = subprocess.Popen(
+    try:
+        completed = run_bounded(
             list(command),
+            timeout,
+            heartbeat=lambda seconds: say(f"  {label}: still running ({seconds:.0f}s)"),
+            heartbeat_seconds=HEARTBEAT_SECONDS,
             cwd=cwd,
-            env=dict(env) if env is not None else None,
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=output,
-            stderr=errors,
-            start_new_session=True,
+            env=env,
         )
-        started = time.monotonic()
-        if stdin is not None and process.stdin is not None:
-            with contextlib.suppress(BrokenPipeError):
-                process.stdin.write(stdin)
-            process.stdin.close()
-        while True:
-            try:
-                process.wait(timeout=HEARTBEAT_SECONDS)
-                break
-            except subprocess.TimeoutExpired:
-                elapsed = time.monotonic() - started
-                if elapsed > timeout:
-                    process.kill()
-                    process.wait()
-                    raise TierError(f"{label}: did not finish within {timeout:g}s") from None
-                say(f"  {label}: still running ({elapsed:.0f}s)")
-        output.seek(0)
-        errors.seek(0)
-        out = output.read().decode("utf-8", "replace")
-        if process.returncode != 0:
-            tail = (out + errors.read().decode("utf-8", "replace"))[-3000:]
-            raise TierError(f"`{shlex.join(command)}` exited with {process.returncode}:\n{tail}")
-        return out
+    except subprocess.TimeoutExpired:
+        raise TierError(f"{label}: did not finish within {timeout:g}s") from None
+    if completed.returncode != 0:
+        tail = (completed.stdout + completed.stderr)[-3000:]
+        raise TierError(f"`{shlex.join(command)}` exited with {completed.returncode}:\n{tail}")
+    return completed.stdout
 
 
 @dataclass
