@@ -23,8 +23,8 @@ def pytest_configure(config: object) -> None:
 
     import pytest
 
-    from conformance import progress
-    from conformance.plugin import _LiveProgressHandler
+    from conformance.core import progress
+    from conformance.harness.plugin import _LiveProgressHandler
 
     assert isinstance(config, pytest.Config)
     handler = _LiveProgressHandler(config)

@@ -14,20 +14,10 @@ AMB-X4 (REGISTRY_ONLY) does not apply to ztunnel and has no test; its catalogue 
 
 from __future__ import annotations
 
-from conformance.catalogue import WAYPOINT_TEST_CA_ADAPTATION, check
-from conformance.external import CLIENT_CA_FILE
-from conformance.scenario import (
-    ABSENT,
-    CONN_REFUSED,
-    TIMEOUT,
-    TLS_RESET,
-    Client,
-    Step,
-    Waypoint,
-    http,
-    port,
-    prefix,
-)
+from conformance.checks import ABSENT, CONN_REFUSED, TIMEOUT, TLS_RESET, Client, Step, Waypoint, http, port, prefix
+from conformance.spec.catalogue import check
+from conformance.spec.records import WAYPOINT_TEST_CA_ADAPTATION
+from conformance.world.external import CLIENT_CA_FILE
 
 NETWORK_POLICY = "ambient/network-policy.yaml"
 WAYPOINT = "ambient/waypoint.yaml"
@@ -170,5 +160,6 @@ def test_waypoint_denies_one_path_to_the_sleep_identity(step: Step, sleep: Clien
         path="/headers", response_code=403, response_code_details=prefix(DENIED_BY.format("deny-sleep-headers"))
     )
     allowed = sleep.curl("-s", "http://httpbin.org/status/200").converges_to(http(200))
-    waypoint.log_for(allowed).has(upstream_cluster="inbound-vip|80|http|httpbin.org", path="/status/200",
-                                  response_code=200)  # fmt: skip
+    waypoint.log_for(allowed).has(
+        upstream_cluster="inbound-vip|80|http|httpbin.org", path="/status/200", response_code=200
+    )

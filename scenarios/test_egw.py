@@ -8,8 +8,8 @@ two-hop VirtualService finally carry it through ``istio-system/istio-egressgatew
 
 from __future__ import annotations
 
-from conformance.catalogue import check
-from conformance.scenario import ABSENT, ALLOW_ANY, PLAINTEXT, REGISTRY_ONLY, Client, EgressGateway, Step, host, http
+from conformance.checks import ABSENT, ALLOW_ANY, PLAINTEXT, REGISTRY_ONLY, Client, EgressGateway, Step, host, http
+from conformance.spec.catalogue import check
 
 
 @check("EGW-01")

@@ -61,9 +61,7 @@ spec.egressRules[].to[].httpsUpgrade.port     DestinationRule              portL
 
 from __future__ import annotations
 
-from conformance.catalogue import ETP_GATEWAY_SELECTOR_ADAPTATION, check
-from conformance.external import CLIENT_CA_FILE
-from conformance.scenario import (
+from conformance.checks import (
     REGISTRY_ONLY,
     TLS_RESET,
     Client,
@@ -76,6 +74,9 @@ from conformance.scenario import (
     http,
     port,
 )
+from conformance.spec.catalogue import check
+from conformance.spec.records import ETP_GATEWAY_SELECTOR_ADAPTATION
+from conformance.world.external import CLIENT_CA_FILE
 
 HTTPBIN = ("www.httpbin.org", "httpbin.org")
 ALIBABACLOUD = ("www.alibabacloud.com",)

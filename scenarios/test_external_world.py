@@ -7,9 +7,9 @@ mesh. XW-06 proves the property the external world exists for: the mesh does not
 
 from __future__ import annotations
 
-from conformance.catalogue import check
-from conformance.external import CLIENT_CA_FILE, CLIENT_CERT_FILE, CLIENT_KEY_FILE
-from conformance.scenario import REGISTRY_ONLY, TLS_RESET, Client, Step, http
+from conformance.checks import REGISTRY_ONLY, TLS_RESET, Client, Step, http
+from conformance.spec.catalogue import check
+from conformance.world.external import CLIENT_CA_FILE, CLIENT_CERT_FILE, CLIENT_KEY_FILE
 
 CA = ("--cacert", CLIENT_CA_FILE)
 CLIENT_CERTIFICATE = ("--cert", CLIENT_CERT_FILE, "--key", CLIENT_KEY_FILE)

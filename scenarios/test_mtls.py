@@ -12,23 +12,18 @@ prescribes (recorded per check; nothing is added for a gateway that has the labe
 
 from __future__ import annotations
 
-from conformance.catalogue import check
-from conformance.scenario import (
-    ALLOW_ANY,
-    ISTIO_MUTUAL,
-    REGISTRY_ONLY,
-    Client,
-    EgressGateway,
-    Step,
-    http,
-    port,
-)
+from conformance.checks import ALLOW_ANY, ISTIO_MUTUAL, REGISTRY_ONLY, Client, EgressGateway, Step, http, port
+from conformance.spec.catalogue import check
 
 SERVICE_ENTRY = "mtls/service-entry.yaml"
 GATEWAY_HOP = ("mtls/gateway.yaml", "mtls/virtual-service.yaml")
 #: Step 4 as a whole: the route to 443, the client certificate's secret, the MUTUAL DestinationRule.
-MTLS_ORIGINATION = ("mtls/gateway.yaml", "mtls/virtual-service-mtls.yaml", "mtls/test-client-secret.yaml",
-                    "mtls/destination-rule.yaml")  # fmt: skip
+MTLS_ORIGINATION = (
+    "mtls/gateway.yaml",
+    "mtls/virtual-service-mtls.yaml",
+    "mtls/test-client-secret.yaml",
+    "mtls/destination-rule.yaml",
+)
 HOST_TEST_COM = ("-H", "host:test.com")
 DENIED_BY_POLICY = "rbac_access_denied_matched_policy[ns[istio-system]-policy[test]-rule[0]]"
 

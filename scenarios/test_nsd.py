@@ -12,8 +12,8 @@ cluster, which overrides what auto-mTLS would pick from the gateway pods' labels
 
 from __future__ import annotations
 
-from conformance.catalogue import check
-from conformance.scenario import CONN_REFUSED, REGISTRY_ONLY, TIMEOUT, Client, EgressGateway, Step, http
+from conformance.checks import CONN_REFUSED, REGISTRY_ONLY, TIMEOUT, Client, EgressGateway, Step, http
+from conformance.spec.catalogue import check
 
 SERVICE_ENTRY = "nsd/service-entry.yaml"
 GATEWAY_HOP = ("nsd/gateway.yaml", "nsd/destination-rule.yaml", "nsd/virtual-service.yaml")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from conformance.accesslog import entries_in_window, entries_with_token, parse_lines
+from conformance.probe.accesslog import entries_in_window, entries_with_token, parse_lines
 from tests.fakes.accesslogs import synthetic_log
 
 LINES = 100_000

@@ -23,8 +23,8 @@ from typing import Any
 
 import websocket
 
-from conformance.expect import eventually
-from conformance.timeouts import Timeouts
+from conformance.core.expect import eventually
+from conformance.core.timeouts import Timeouts
 
 CHROMIUM_FLAGS = (
     "--headless",
@@ -95,18 +95,28 @@ def chromium(binary: str) -> Iterator[DevTools]:
     """A headless Chromium on a fresh profile, stopped (only this process) when the block ends."""
     with tempfile.TemporaryDirectory(prefix="egress-conformance-chromium-") as profile:
         process = subprocess.Popen(
-            [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
-             f"--window-size={WINDOW[0]},{WINDOW[1]}", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                binary,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}",
+                "--remote-debugging-port=0",
+                f"--window-size={WINDOW[0]},{WINDOW[1]}",
+                "about:blank",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         tools: DevTools | None = None
         try:
             port_file = Path(profile) / "DevToolsActivePort"
             port = eventually(
                 lambda: port_file.read_text().split("\n", 1)[0] if port_file.is_file() else "",
-                lambda text: text.isdigit(), timeouts=BROWSER_TIMEOUTS, consecutive=1,
+                lambda text: text.isdigit(),
+                timeouts=BROWSER_TIMEOUTS,
+                consecutive=1,
                 description="Chromium announces its DevTools port",
-            )  # fmt: skip
+            )
             # Loopback only: never through an environment proxy.
             opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
             with opener.open(f"http://127.0.0.1:{port}/json/list", timeout=30) as response:
@@ -133,9 +143,11 @@ def render_allure_report(binary: str, index: Path, screenshot: Path) -> Rendered
         tools.call("Page.navigate", url=index.resolve().as_uri())
         eventually(
             lambda: tools.evaluate("document.querySelectorAll('[data-testid=\"tree-section-title\"]').length"),
-            lambda count: bool(count), timeouts=BROWSER_TIMEOUTS, consecutive=1,
+            lambda count: bool(count),
+            timeouts=BROWSER_TIMEOUTS,
+            consecutive=1,
             description=f"the Allure report's tree in {index}",
-        )  # fmt: skip
+        )
         leaves = int(tools.evaluate(EXPAND_TREE))
         text = str(tools.evaluate("document.body.innerText"))
         tools.evaluate("window.scrollTo(0, 0)")  # the report's header and the top of the opened tree

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from conformance import PROJECT_ROOT
-from conformance.catalogue import CATALOGUE, Profile
+from conformance.spec.catalogue import CATALOGUE
+from conformance.spec.model import Profile
 
 MUTANTS_FILE = PROJECT_ROOT / "tests" / "data" / "mutants.json"
 #: What a plan run of a mutated checkout needs (the root conftest.py serves the harness's own tests only).
@@ -159,9 +160,22 @@ def judge(mutant: Mutant) -> Verdict:
         env = {k: v for k, v in os.environ.items() if not k.startswith("EGRESS_")}
         env["PYTHONPATH"] = str(root)
         command = [
-            sys.executable, "-m", "pytest", "-m", "egress", "--plan", "--oracle", "-q", "-p", "no:cacheprovider",
-            "--mesh-mode", mutant.mode, "-k", mutant.check, f"--report-dir={report_dir}",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "pytest",
+            "-m",
+            "egress",
+            "--plan",
+            "--oracle",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--mesh-mode",
+            mutant.mode,
+            "-k",
+            mutant.check,
+            f"--report-dir={report_dir}",
+        ]
         completed = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=600)
         return _verdict(mutant, completed, report_dir)
 
@@ -224,11 +238,27 @@ def judge_live(mutant: Mutant) -> str:
         report_dir = Path(tmp) / "reports"
         # From inside the copy: ``python -m`` puts the working directory first on sys.path.
         check_run = [
-            "env", "-C", str(root), f"PYTHONPATH={root}", sys.executable, "-m", "pytest", "-m", "egress",
-            "-p", "no:cacheprovider",
-            "--mesh-mode", mutant.mode, "-k", mutant.check, f"--report-dir={report_dir}", f"--rootdir={root}",
-            "-c", str(root / "pyproject.toml"), str(root / "scenarios"),
-        ]  # fmt: skip
+            "env",
+            "-C",
+            str(root),
+            f"PYTHONPATH={root}",
+            sys.executable,
+            "-m",
+            "pytest",
+            "-m",
+            "egress",
+            "-p",
+            "no:cacheprovider",
+            "--mesh-mode",
+            mutant.mode,
+            "-k",
+            mutant.check,
+            f"--report-dir={report_dir}",
+            f"--rootdir={root}",
+            "-c",
+            str(root / "pyproject.toml"),
+            str(root / "scenarios"),
+        ]
         command = [sys.executable, "-m", "tests.local_cluster", "run", "--", *check_run]
         completed = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=3600)
         report_path = report_dir / "conformance-report.json"

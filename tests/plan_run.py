@@ -41,10 +41,26 @@ class PlanRun:
 def run_plan(report_dir: Path, *extra: str) -> PlanRun:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EGRESS_")}
     completed = subprocess.run(
-        [sys.executable, "-m", "pytest", "-m", "egress", "--plan", "-p", "no:cacheprovider", "-q",
-         f"--report-dir={report_dir}", *extra],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-m",
+            "egress",
+            "--plan",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            f"--report-dir={report_dir}",
+            *extra,
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     plan_path = report_dir / "plan.json"
     report_path = report_dir / "conformance-report.yaml"
     plan = json.loads(plan_path.read_text(encoding="utf-8")) if plan_path.is_file() else {}

@@ -2,7 +2,7 @@
 report, summary, Allure results and failure evidence — over a scripted runtime instead of a cluster.
 
 The runtime answers each probe with the outcome the test sets, records what is deleted, and collects
-failure evidence through ``conformance.failure_evidence`` from scripted diagnostics. A private key of the
+failure evidence through ``conformance.runtimes.failure_evidence`` from scripted diagnostics. A private key of the
 harness's own PKI is planted everywhere a secret could leak from: the scenario variables, a failure
 message, curl transcripts, proxy logs, events. Tests then read what the run wrote.
 """
@@ -28,15 +28,16 @@ from pathlib import Path
 
 import pytest
 
-from conformance import failure_evidence
-from conformance.accesslog import AccessLogEntry
-from conformance.external import new_pki
-from conformance.failure_evidence import ClusterAccess, CommandOutput
-from conformance.planning import PlanRuntime
-from conformance.probe import Headers, ProbeResult, http
-from conformance.runtime import EgressGatewayInfo, Observation, Until
-from conformance.settings import MeshMode
-from conformance.timeouts import DEFAULT_TIMEOUTS
+from conformance.runtimes import failure_evidence
+from conformance.probe.accesslog import AccessLogEntry
+from conformance.world.external import new_pki
+from conformance.runtimes.failure_evidence import ClusterAccess, CommandOutput
+from conformance.runtimes.planning import PlanRuntime
+from conformance.probe.responses import Headers, ProbeResult
+from conformance.probe.outcomes import http
+from conformance.engine.runtime import EgressGatewayInfo, Observation, Until
+from conformance.settings.options import MeshMode
+from conformance.core.timeouts import DEFAULT_TIMEOUTS
 
 KEY_PEM = new_pki().client.private_key_pem()
 KEY_B64 = base64.b64encode(KEY_PEM.encode()).decode()
@@ -76,6 +77,9 @@ class ScriptedRuntime(PlanRuntime):
 
     def variables(self):
         return {**super().variables(), "TEST_CLIENT_TLS_KEY": KEY_B64}
+
+    def secret_values(self):
+        return [KEY_B64]
 
     def delete(self, refs):
         with DELETED.open("a") as handle:
@@ -121,8 +125,10 @@ def runtime(mesh):
 CHECKS = """
 import pytest
 
-from conformance.catalogue import check
-from conformance.scenario import ALLOW_ANY, CONN_REFUSED, PLAINTEXT, REGISTRY_ONLY, TLS_RESET, http
+from conformance.spec.catalogue import check
+from conformance.checks import ALLOW_ANY, REGISTRY_ONLY
+from conformance.probe.outcomes import CONN_REFUSED, TLS_RESET, http
+from conformance.checks.gateway_hop import PLAINTEXT
 
 
 @check("EGW-01")
@@ -226,11 +232,33 @@ def synthetic_run(directory: Path, *args: str) -> SyntheticRun:
         GITHUB_STEP_SUMMARY=str(directory / "step-summary.md"),
     )
     completed = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "conformance.plugin", "-p", "no:cacheprovider", "-m", "egress",
-         "--kubeconfig", str(kubeconfig), "--mesh-mode", "sidecar", f"--report-dir={report_dir}",
-         "--implementation-file", str(directory / "implementation.yaml"), "-rA", *args],
-        cwd=directory, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "conformance.harness.plugin",
+            "-p",
+            "no:cacheprovider",
+            "-m",
+            "egress",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--mesh-mode",
+            "sidecar",
+            f"--report-dir={report_dir}",
+            "--implementation-file",
+            str(directory / "implementation.yaml"),
+            "-rA",
+            *args,
+        ],
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     report_path = report_dir / "conformance-report.yaml"
     if not report_path.is_file():
         raise AssertionError(f"no report written:\n{completed.stdout[-4000:]}\n{completed.stderr[-4000:]}")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.accesslog import (
+from conformance.probe.accesslog import (
     ISTIO_JSON_FIELDS,
     Absent,
     AccessLogEntry,
@@ -441,7 +441,7 @@ def test_token_search_in_100k_lines_parses_only_the_candidates(monkeypatch: pyte
         parsed.append(raw)
         return real_loads(raw)
 
-    monkeypatch.setattr("conformance.accesslog.json.loads", counting_loads)
+    monkeypatch.setattr("conformance.probe.accesslog.json.loads", counting_loads)
     found = entries_with_token(text, wanted)
     assert len(found) == 1
     assert wanted in (found[0].user_agent or "")

@@ -14,18 +14,24 @@ from typing import Any
 
 import pytest
 
-from conformance import MANIFESTS_DIR, PROJECT_ROOT, manifests
-from conformance.fixtures import EGRESS_WAYPOINT_NAME, EGRESS_WAYPOINT_NAMESPACE
-from conformance.live import scenario_variables
-from conformance.scenario import Waypoint
-from conformance.workloads import SLEEP
+from conformance import MANIFESTS_DIR, PROJECT_ROOT
+from conformance.checks.gateways import Waypoint
+from conformance.core import manifests
+from conformance.engine.runtime import scenario_variables
+from conformance.harness.fixtures import EGRESS_WAYPOINT_NAME, EGRESS_WAYPOINT_NAMESPACE
+from conformance.world.workloads import SLEEP
 
 AMBIENT = MANIFESTS_DIR / "scenarios" / "ambient"
 SEEDS = PROJECT_ROOT.parent / "shared" / "seeds"
 VARIABLES = scenario_variables(
-    ingress_ip="10.96.100.16", external_namespace="external", gateway_namespace="istio-system",
-    gateway_istio_label="egressgateway", client_crt="Y3J0", client_key="a2V5", ca_crt="Y2E=",
-)  # fmt: skip
+    ingress_ip="10.96.100.16",
+    external_namespace="external",
+    gateway_namespace="istio-system",
+    gateway_istio_label="egressgateway",
+    client_crt="Y3J0",
+    client_key="a2V5",
+    ca_crt="Y2E=",
+)
 _CITATION = re.compile(r"Seed (\d{3}_[0-9a-f]{16}\.txt), \"([^\"]+)\"")
 
 

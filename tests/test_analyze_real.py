@@ -24,12 +24,13 @@ from typing import Any
 import pytest
 import yaml
 
-from conformance import MANIFESTS_DIR, manifests
-from conformance.catalogue import CATALOGUE, lookup
-from conformance.kube import Kube, ObjectRef
-from conformance.oracle import Branch, OracleTimeouts, build_oracle, run_istioctl
-from conformance.planning import overlay_egress_gateway
-from conformance.timeouts import Timeouts
+from conformance import MANIFESTS_DIR
+from conformance.core import manifests
+from conformance.core.timeouts import Timeouts
+from conformance.engine.oracle_build import Branch, OracleTimeouts, build_oracle, run_istioctl
+from conformance.kube.api import Kube, ObjectRef
+from conformance.runtimes.planning import overlay_egress_gateway
+from conformance.spec.catalogue import CATALOGUE, lookup
 from tests.plan_run import PlanRun
 from tests.real_apiserver import RealApiServer
 
@@ -54,10 +55,15 @@ def pod(namespace: str, name: str, labels: dict[str, str], service_account: str,
     if sidecar:
         containers.append({"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.30.3"})
     return {
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "spec": {"serviceAccountName": service_account, "automountServiceAccountToken": False,
-                 "containers": containers},
-    }  # fmt: skip
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "serviceAccountName": service_account,
+            "automountServiceAccountToken": False,
+            "containers": containers,
+        },
+    }
 
 
 def service_account(namespace: str, name: str) -> dict[str, Any]:
@@ -72,26 +78,35 @@ def egress_gateway() -> list[dict[str, Any]]:
     """The sidecar overlay's egress gateway: its Service, service account and one pod (never scheduled)."""
     gateway = overlay_egress_gateway()
     labels = dict(gateway.pod_labels)
-    ports = [{"name": p.name, "port": p.port, "targetPort": p.target_port, "protocol": p.protocol}
-             for p in gateway.ports]  # fmt: skip
+    ports = [
+        {"name": p.name, "port": p.port, "targetPort": p.target_port, "protocol": p.protocol} for p in gateway.ports
+    ]
     service = {
-        "apiVersion": "v1", "kind": "Service",
+        "apiVersion": "v1",
+        "kind": "Service",
         "metadata": {"name": gateway.name, "namespace": gateway.namespace, "labels": labels},
         "spec": {"selector": labels, "ports": ports},
-    }  # fmt: skip
+    }
     gateway_pod = pod(gateway.namespace, f"{gateway.name}-0", labels, gateway.service_account, sidecar=False)
     gateway_pod["spec"]["containers"] = [
-        {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.30.3",
-         "ports": [{"containerPort": p.target_port} for p in gateway.ports]}
-    ]  # fmt: skip
+        {
+            "name": "istio-proxy",
+            "image": "docker.io/istio/proxyv2:1.30.3",
+            "ports": [{"containerPort": p.target_port} for p in gateway.ports],
+        }
+    ]
     return [service_account(gateway.namespace, gateway.service_account), service, gateway_pod]
 
 
 def mesh_configmap() -> dict[str, Any]:
     (overlay,) = manifests.render("istio/sidecar.yaml")
     mesh = yaml.safe_dump(overlay["spec"]["meshConfig"], sort_keys=False)
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio", "namespace": "istio-system"},
-            "data": {"mesh": mesh}}  # fmt: skip
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "istio", "namespace": "istio-system"},
+        "data": {"mesh": mesh},
+    }
 
 
 def as_applied(resource: dict[str, Any]) -> dict[str, Any]:
@@ -124,10 +139,20 @@ def cluster(real_apiserver: RealApiServer) -> Iterator[tuple[RealApiServer, Kube
 def analyze(binary: Path, kubeconfig: Path) -> list[dict[str, str]]:
     result = run_istioctl(
         binary,
-        ["analyze", "--kubeconfig", str(kubeconfig), "--all-namespaces", "-o", "json",
-         "--output-threshold", "Warning", "--failure-threshold", "Error"],
+        [
+            "analyze",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--all-namespaces",
+            "-o",
+            "json",
+            "--output-threshold",
+            "Warning",
+            "--failure-threshold",
+            "Error",
+        ],
         timeouts=OracleTimeouts(),
-    )  # fmt: skip
+    )
     assert result.exit_code in (0, 79), f"istioctl analyze exited {result.exit_code}: {result.stderr}"
     text = result.stdout.strip()
     messages: list[dict[str, str]] = json.loads(text) if text.startswith("[") else []
@@ -148,8 +173,15 @@ def test_every_planned_step_passes_istioctl_analyze_against_the_api_server(
         for workload in check["workloads"]:
             base.append(namespace(workload["namespace"]))
             base.append(service_account(workload["namespace"], workload["serviceAccount"]))
-            base.append(pod(workload["namespace"], f"{workload['name']}-0", workload["labels"],
-                            workload["serviceAccount"], sidecar=workload["dataplane"] == "sidecar"))  # fmt: skip
+            base.append(
+                pod(
+                    workload["namespace"],
+                    f"{workload['name']}-0",
+                    workload["labels"],
+                    workload["serviceAccount"],
+                    sidecar=workload["dataplane"] == "sidecar",
+                )
+            )
         kube.apply([doc for doc in base if doc["kind"] == "Namespace"])
         kube.apply([doc for doc in base if doc["kind"] != "Namespace"])
         applied: list[ObjectRef] = []
@@ -159,8 +191,10 @@ def test_every_planned_step_passes_istioctl_analyze_against_the_api_server(
             kube.apply([as_applied(r) for r in action["resources"] if r["kind"] == "Namespace"])
             applied += [a.ref for a in kube.apply([as_applied(r) for r in action["resources"]])]
             for message in analyze(istioctl, server.kubeconfig):
-                line = f"{check['id']} ({check['mode']}) after {action['sources']}: {message['code']} " \
-                       f"{message.get('origin', '')}: {message['message']}"  # fmt: skip
+                line = (
+                    f"{check['id']} ({check['mode']}) after {action['sources']}: {message['code']} "
+                    f"{message.get('origin', '')}: {message['message']}"
+                )
                 if message["level"] == "Error" and message["code"] in declared:
                     declared_seen.add((check["id"], message["code"]))
                 elif message["level"] == "Error":
@@ -168,8 +202,14 @@ def test_every_planned_step_passes_istioctl_analyze_against_the_api_server(
                 else:
                     warnings.add(f"{message['code']} {message.get('origin', '')}: {message['message']}")
         kube.delete([r for r in applied if r.kind != "Namespace"], TIMEOUTS.delete)
-        kube.delete([ObjectRef("v1", "Pod", d["metadata"]["name"], d["metadata"]["namespace"])
-                     for d in base if d["kind"] == "Pod"], TIMEOUTS.delete)  # fmt: skip
+        kube.delete(
+            [
+                ObjectRef("v1", "Pod", d["metadata"]["name"], d["metadata"]["namespace"])
+                for d in base
+                if d["kind"] == "Pod"
+            ],
+            TIMEOUTS.delete,
+        )
     print("istioctl analyze warnings (code, resource):\n  " + "\n  ".join(sorted(warnings)))
     assert not errors, "istioctl analyze found errors:\n" + "\n".join(errors)
     planned = {c["id"] for c in catalogue_plan.plan["checks"]}

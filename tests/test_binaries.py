@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance import binaries
-from conformance.binaries import BinaryError, ChecksumMismatch, DownloadSpec
+from conformance.platform import binaries
+from conformance.platform.binaries import BinaryError, ChecksumMismatch, DownloadSpec
 from tests.fakes.executables import FakeBin
 
 BINARY = b"#!/bin/sh\necho genuine kind\n"

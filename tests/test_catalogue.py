@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from conformance import PROJECT_ROOT
-from conformance.catalogue import CATALOGUE, PROFILE_MARKERS, CatalogueError, Profile, Tier, check, lookup
+from conformance.spec.catalogue import CATALOGUE, CatalogueError, check, lookup
+from conformance.spec.model import PROFILE_MARKERS, Profile, Tier
 
 SPEC_COPY = PROJECT_ROOT / "tests" / "data" / "spec" / "scenarios.md"
 #: The specification's original, when the checkout sits beside it.
@@ -131,7 +132,7 @@ def test_check_decorator_applies_markers_from_the_record() -> None:
 
 
 def test_unknown_id_is_refused_with_the_catalogue_named() -> None:
-    with pytest.raises(CatalogueError, match=r"conformance/catalogue\.py"):
+    with pytest.raises(CatalogueError, match=r"conformance/spec/records\.py"):
         lookup("EGW-99")
 
 

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conformance import MANIFESTS_DIR, binaries, cluster, versions
-from conformance.cluster import ClusterError, ClusterHandle, KindCluster, KindVersion, provide_cluster
-from conformance.settings import Settings
-from conformance.timeouts import Timeouts
+from conformance import MANIFESTS_DIR
+from conformance.core import versions
+from conformance.core.timeouts import Timeouts
+from conformance.platform import binaries, cluster
+from conformance.platform.cluster import ClusterError, ClusterHandle, KindCluster, KindVersion, provide_cluster
+from conformance.settings.options import Settings
 from tests.fakes.executables import FakeBin, FakeExecutable
 
 NAME = "egress-conformance"
@@ -60,13 +62,19 @@ def kubeconfig_of(tmp_path: Path) -> Path:
 
 def create_argv(tmp_path: Path, settings: Settings) -> list[str]:
     return [
-        "create", "cluster",
-        "--name", NAME,
-        "--kubeconfig", str(kubeconfig_of(tmp_path)),
-        "--config", str(KIND_CONFIG),
-        "--image", settings.kind_image,
-        "--wait", "43s",
-    ]  # fmt: skip
+        "create",
+        "cluster",
+        "--name",
+        NAME,
+        "--kubeconfig",
+        str(kubeconfig_of(tmp_path)),
+        "--config",
+        str(KIND_CONFIG),
+        "--image",
+        settings.kind_image,
+        "--wait",
+        "43s",
+    ]
 
 
 def delete_argv(tmp_path: Path) -> list[str]:

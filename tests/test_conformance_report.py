@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from conformance.catalogue import TEST_CA_ADAPTATION, Profile, checks
-from conformance.failure_evidence import MAX_FILE_BYTES
-from conformance.planning import PLAN_FILE
-from conformance.report import validate_report
-from conformance.summary import CHECK_TABLE_HEADER, SUMMARY_FILE
+from conformance.report.document import validate_report
+from conformance.report.summary import CHECK_TABLE_HEADER, SUMMARY_FILE
+from conformance.runtimes.failure_evidence import MAX_FILE_BYTES
+from conformance.runtimes.planning import PLAN_FILE
+from conformance.spec.catalogue import checks
+from conformance.spec.model import Profile
+from conformance.spec.records import TEST_CA_ADAPTATION
 from tests.plan_run import PlanRun
 from tests.synthetic_run import SyntheticRun, synthetic_run
 
@@ -78,9 +80,16 @@ def test_time_to_converge_per_check_and_probe(full_run: SyntheticRun) -> None:
     egw01 = full_run.check("EGW-01")
     assert egw01["convergenceSeconds"] == 1.5
     (probe,) = egw01["probes"]
-    assert probe == {"id": "p1", "client": "default/sleep", "command": "curl -sI http://aliyun.com",
-                     "until": "converges", "expected": "http(301)", "outcome": "http(301)", "attempts": 4,
-                     "convergedAfterSeconds": 1.5}  # fmt: skip
+    assert probe == {
+        "id": "p1",
+        "client": "default/sleep",
+        "command": "curl -sI http://aliyun.com",
+        "until": "converges",
+        "expected": "http(301)",
+        "outcome": "http(301)",
+        "attempts": 4,
+        "convergedAfterSeconds": 1.5,
+    }
     # A negative check holds; it has no time to converge.
     assert full_run.check("ETP-02")["convergenceSeconds"] is None
 
@@ -169,8 +178,14 @@ def test_summary_has_one_row_per_check_then_the_deviations(full_run: SyntheticRu
 def test_allure_labels_steps_and_attachments(full_run: SyntheticRun) -> None:
     result = full_run.allure_result("EGW-04")
     labels = {(label["name"], label["value"]) for label in result["labels"]}
-    assert {("epic", "EGRESS-SIDECAR"), ("feature", "EGW"), ("story", "EGW-04"), ("tag", "sidecar"),
-            ("tag", "seed-003"), ("severity", "critical")} <= labels  # fmt: skip
+    assert {
+        ("epic", "EGRESS-SIDECAR"),
+        ("feature", "EGW"),
+        ("story", "EGW-04"),
+        ("tag", "sidecar"),
+        ("tag", "seed-003"),
+        ("severity", "critical"),
+    } <= labels
     assert result["name"].startswith("EGW-04 A Gateway and a two-hop VirtualService")
     assert "Expected on upstream Istio" in result["description"]
     steps = [step["name"] for step in result["steps"]]
@@ -179,8 +194,12 @@ def test_allure_labels_steps_and_attachments(full_run: SyntheticRun) -> None:
     assert "egw/service-entry.yaml + egw/gateway.yaml + egw/virtual-service.yaml" in attachments
     assert "p1: curl -sI http://aliyun.com" in attachments
     assert "access-log entry" in attachments
-    transcript = next(a for step in result["steps"] for a in step.get("attachments", [])
-                      if a["name"] == "p1: curl -sI http://aliyun.com")  # fmt: skip
+    transcript = next(
+        a
+        for step in result["steps"]
+        for a in step.get("attachments", [])
+        if a["name"] == "p1: curl -sI http://aliyun.com"
+    )
     text = (full_run.report_dir / "allure-results" / transcript["source"]).read_text()
     assert "# outcome: http(301)" in text and "# converged 1.500s" in text and "## attempt 4" in text
 

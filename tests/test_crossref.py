@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from conformance import PROJECT_ROOT
-from conformance.catalogue import CATALOGUE
-from conformance.crossref import Rule, check_findings, declared_breaks, plan_problems
-from conformance.planning import Plan
+from conformance.engine.crossref import Rule, check_findings, declared_breaks, plan_problems
+from conformance.runtimes.planning import Plan
+from conformance.spec.catalogue import CATALOGUE
 from tests.plan_run import PlanRun
 
 GOLDEN = PROJECT_ROOT / "tests" / "data" / "golden" / "plan"

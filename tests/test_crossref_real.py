@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from conformance import MANIFESTS_DIR
-from conformance.crossref import Configuration, Context, Rule, configuration_problems
-from conformance.kube import Kube
-from conformance.planning import overlay_egress_gateway
+from conformance.engine.crossref import Context, Rule, configuration_problems
+from conformance.engine.istio_config import Configuration
+from conformance.kube.api import Kube
+from conformance.runtimes.planning import overlay_egress_gateway
 from tests.real_apiserver import RealApiServer
 from tests.test_manifests_real_apiserver import TIMEOUTS, bundle
 

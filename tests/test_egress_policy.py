@@ -11,9 +11,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from conformance import MANIFESTS_DIR, PROJECT_ROOT, manifests
-from conformance.catalogue import GATEWAY_MTLS_ADAPTATION, TEST_CA_ADAPTATION
-from conformance.egress_policy import (
+from conformance import MANIFESTS_DIR, PROJECT_ROOT
+from conformance.checks.clients import Client
+from conformance.checks.egress_policy import (
     FIELD_MAPPING,
     IMPLICIT_GATEWAY_MTLS,
     PROVIDERS,
@@ -32,10 +32,12 @@ from conformance.egress_policy import (
     rule_of_native_resources,
     rules_of_vendor_policy,
 )
-from conformance.scenario import Client, EgressGateway
-from conformance.settings import EtpProvider
-from conformance.validation import VENDOR_CRD_SOURCES, Validator
-from conformance.workloads import SLEEP_A
+from conformance.checks.gateways import EgressGateway
+from conformance.core import manifests
+from conformance.kube.validation import VENDOR_CRD_SOURCES, Validator
+from conformance.settings.options import EtpProvider
+from conformance.spec.records import GATEWAY_MTLS_ADAPTATION, TEST_CA_ADAPTATION
+from conformance.world.workloads import SLEEP_A
 from tests.test_scenario import RecordingRuntime, calls_of, new_step
 
 CARRIAGES = [c.value for c in Carriage]
@@ -49,10 +51,13 @@ DOCUMENTED = {
     Carriage.HTTPS_UPGRADE: EgressRule.of("httpbin-service-http", "mytest", LABELS, HTTPBIN, HTTP_80, 80, 443),
     Carriage.HTTPS_PASSTHROUGH: EgressRule.of("httpbin-service-https", "mytest", LABELS, HTTPBIN, HTTPS_443, 444),
     Carriage.TCP: EgressRule.of(
-        "aliyun-service-tcp", "mytest", LABELS, ("www.alibabacloud.com",),
+        "aliyun-service-tcp",
+        "mytest",
+        LABELS,
+        ("www.alibabacloud.com",),
         ExternalPort(443, "tcp", EgressProtocol.TCP),
     ),
-}  # fmt: skip
+}
 
 
 @pytest.fixture(scope="module")
@@ -146,15 +151,28 @@ def _kind(docs: list[dict[str, Any]], kind: str, index: int = 0) -> dict[str, An
         ("http", lambda d: _kind(d, "Sidecar", 0)["spec"].update(workloadSelector={"labels": {"a": "b"}}), "default"),
         ("http", lambda d: _kind(d, "Sidecar", 1)["spec"]["egress"][0].update(hosts=["*/*"]), "import"),
         ("http", lambda d: _kind(d, "Gateway")["spec"]["servers"][0].update(hosts=["*"]), "mesh mTLS"),
-        ("http", lambda d: _kind(d, "VirtualService")["spec"]["http"][1]["route"][0]["destination"].update(
-            host="httpbin.org"), "gateway hop reaches"),
+        (
+            "http",
+            lambda d: _kind(d, "VirtualService")["spec"]["http"][1]["route"][0]["destination"].update(
+                host="httpbin.org"
+            ),
+            "gateway hop reaches",
+        ),
         ("http", lambda d: d.remove(_kind(d, "VirtualService", 1)), "cover the ServiceEntry's hosts"),
-        ("https-upgrade", lambda d: _kind(d, "DestinationRule")["spec"]["trafficPolicy"]["portLevelSettings"][0]
-         ["tls"].pop("credentialName"), "originate TLS"),
-        ("https-passthrough", lambda d: _kind(d, "VirtualService")["spec"]["tcp"][0]["match"][0].update(port=443),
-         "gateway port 444"),
+        (
+            "https-upgrade",
+            lambda d: _kind(d, "DestinationRule")["spec"]["trafficPolicy"]["portLevelSettings"][0]["tls"].pop(
+                "credentialName"
+            ),
+            "originate TLS",
+        ),
+        (
+            "https-passthrough",
+            lambda d: _kind(d, "VirtualService")["spec"]["tcp"][0]["match"][0].update(port=443),
+            "gateway port 444",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_native_translation_that_breaks_the_shared_shape_is_refused(carriage: str, edit: Any, problem: str) -> None:
     with pytest.raises(PolicyError, match=problem):
         rule_of_native_resources(_broken(carriage, edit))
@@ -209,8 +227,12 @@ def test_the_mapping_covers_every_field_the_seeds_policies_use() -> None:
     }
     mapped = {m.policy_field for m in FIELD_MAPPING}
     assert used - mapped == set()
-    assert {"metadata.name", "spec.egressRules[].from[].workloadSelector", "spec.egressRules[].to[].byEgressGateway",
-            "spec.egressRules[].to[].httpsUpgrade.port"} <= used  # fmt: skip
+    assert {
+        "metadata.name",
+        "spec.egressRules[].from[].workloadSelector",
+        "spec.egressRules[].to[].byEgressGateway",
+        "spec.egressRules[].to[].httpsUpgrade.port",
+    } <= used
 
 
 def test_the_mapping_names_only_fields_of_the_vendor_kind() -> None:
@@ -237,8 +259,11 @@ def test_the_etp_scenario_docstring_holds_the_mapping_table() -> None:
     docstring = ast.get_docstring(ast.parse((PROJECT_ROOT / "scenarios" / "test_etp.py").read_text(encoding="utf-8")))
     assert docstring is not None and mapping_table() in docstring
     assert all(len(line) <= 120 for line in mapping_table().splitlines())
-    assert mapping_record()[0] == {"policyField": "metadata.name", "nativeResource": "Gateway",
-                                   "nativeField": "metadata.name, in istio-system"}  # fmt: skip
+    assert mapping_record()[0] == {
+        "policyField": "metadata.name",
+        "nativeResource": "Gateway",
+        "nativeField": "metadata.name, in istio-system",
+    }
 
 
 def test_native_manifests_name_only_the_hosts_and_namespaces_of_the_seed() -> None:
@@ -277,8 +302,9 @@ def test_native_policy_brings_the_gateway_hop_and_the_test_ca_and_records_both()
     assert [a.reason for a in run.adaptations] == [GATEWAY_MTLS_ADAPTATION, TEST_CA_ADAPTATION]
     report = run.details[REPORT_KEY]
     assert report["provider"] == "native" and report["fieldMapping"] == mapping_record()
-    assert report["rules"] == [{"rule": policy.rule.record(), "manifests": ["etp/native/https-upgrade.yaml"],
-                                "revoked": False}]  # fmt: skip
+    assert report["rules"] == [
+        {"rule": policy.rule.record(), "manifests": ["etp/native/https-upgrade.yaml"], "revoked": False}
+    ]
 
 
 def test_native_policy_on_a_labelled_gateway_needs_no_hop_adaptation() -> None:

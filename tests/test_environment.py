@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from conformance.environment import RunEnvironment, detect_cni, git_commit, running_images
-from conformance.kube import Kube
-from conformance.timeouts import Timeouts
+from conformance.core.timeouts import Timeouts
+from conformance.kube.api import Kube
+from conformance.report.environment import RunEnvironment, detect_cni, git_commit, running_images
 from tests.fake_apiserver import DEFAULT_RESOURCES, FAKE_GIT_VERSION, PROXY_VARIABLES, FakeApiServer, write_kubeconfig
 from tests.test_failure_evidence import EVENTS, NODES
 
@@ -32,21 +32,33 @@ def kube(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tuple[Fake
 
 
 def pod(namespace: str, name: str, statuses: dict[str, list[dict[str, str]]]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"namespace": namespace, "name": name},
-            "spec": {"containers": [{"name": "c", "image": "x"}]}, "status": statuses}  # fmt: skip
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"namespace": namespace, "name": name},
+        "spec": {"containers": [{"name": "c", "image": "x"}]},
+        "status": statuses,
+    }
 
 
 def daemonset(namespace: str, name: str) -> dict[str, Any]:
     labels = {"app": name}
     template = {"metadata": {"labels": labels}, "spec": {"containers": []}}
-    return {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"namespace": namespace, "name": name},
-            "spec": {"selector": {"matchLabels": labels}, "template": template}}  # fmt: skip
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"namespace": namespace, "name": name},
+        "spec": {"selector": {"matchLabels": labels}, "template": template},
+    }
 
 
 def test_data_plane_facts_come_from_pod_status_and_node_agents(kube: tuple[FakeApiServer, Kube]) -> None:
     server, client = kube
-    proxy = {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.30.3",
-             "imageID": f"docker.io/istio/proxyv2@{DIGEST}"}  # fmt: skip
+    proxy = {
+        "name": "istio-proxy",
+        "image": "docker.io/istio/proxyv2:1.30.3",
+        "imageID": f"docker.io/istio/proxyv2@{DIGEST}",
+    }
     server.add_object(
         pod(
             "istio-system",
@@ -58,9 +70,16 @@ def test_data_plane_facts_come_from_pod_status_and_node_agents(kube: tuple[FakeA
             },
         )
     )
-    server.add_object(pod("default", "sleep-1", {"initContainerStatuses": [proxy],
-                                                 "containerStatuses": [{"name": "sleep", "image": "curl",
-                                                                        "imageID": ""}]}))  # fmt: skip
+    server.add_object(
+        pod(
+            "default",
+            "sleep-1",
+            {
+                "initContainerStatuses": [proxy],
+                "containerStatuses": [{"name": "sleep", "image": "curl", "imageID": ""}],
+            },
+        )
+    )
     server.add_object(pod("elsewhere", "other", {"containerStatuses": [{**proxy, "name": "unrelated"}]}))
     server.add_object(daemonset("kube-system", "kindnet"))
     server.add_object(daemonset("istio-system", "istio-cni-node"))
@@ -71,26 +90,53 @@ def test_data_plane_facts_come_from_pod_status_and_node_agents(kube: tuple[FakeA
     assert facts.cni == {"plugins": ["kindnet"], "istioCni": True}
     records = [image.record() for image in facts.images]
     assert records == [
-        {"image": "docker.io/istio/pilot:1.30.3", "imageID": "sha256:" + "c" * 64, "digest": "sha256:" + "c" * 64,
-         "namespaces": ["istio-system"], "containers": ["discovery"]},
+        {
+            "image": "docker.io/istio/pilot:1.30.3",
+            "imageID": "sha256:" + "c" * 64,
+            "digest": "sha256:" + "c" * 64,
+            "namespaces": ["istio-system"],
+            "containers": ["discovery"],
+        },
         # The sidecar is an init container (native sidecar); a container not started yet has no image ID.
-        {"image": "docker.io/istio/proxyv2:1.30.3", "imageID": f"docker.io/istio/proxyv2@{DIGEST}",
-         "digest": DIGEST, "namespaces": ["default"], "containers": ["istio-proxy"]},
-    ]  # fmt: skip
+        {
+            "image": "docker.io/istio/proxyv2:1.30.3",
+            "imageID": f"docker.io/istio/proxyv2@{DIGEST}",
+            "digest": DIGEST,
+            "namespaces": ["default"],
+            "containers": ["istio-proxy"],
+        },
+    ]
 
 
 def test_cluster_facts(kube: tuple[FakeApiServer, Kube]) -> None:
     server, client = kube
-    server.add_object({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "kind-control-plane"},
-                       "status": {"nodeInfo": {"kubeletVersion": "v1.35.0", "osImage": "Debian GNU/Linux 12",
-                                               "containerRuntimeVersion": "containerd://2.1.1",
-                                               "architecture": "amd64"}}})  # fmt: skip
+    server.add_object(
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": "kind-control-plane"},
+            "status": {
+                "nodeInfo": {
+                    "kubeletVersion": "v1.35.0",
+                    "osImage": "Debian GNU/Linux 12",
+                    "containerRuntimeVersion": "containerd://2.1.1",
+                    "architecture": "amd64",
+                }
+            },
+        }
+    )
     environment = RunEnvironment()
     environment.observe_cluster(client)
     assert environment.kubernetes_version == FAKE_GIT_VERSION
-    assert environment.nodes == [{"name": "kind-control-plane", "kubeletVersion": "v1.35.0",
-                                  "osImage": "Debian GNU/Linux 12", "containerRuntimeVersion": "containerd://2.1.1",
-                                  "architecture": "amd64"}]  # fmt: skip
+    assert environment.nodes == [
+        {
+            "name": "kind-control-plane",
+            "kubeletVersion": "v1.35.0",
+            "osImage": "Debian GNU/Linux 12",
+            "containerRuntimeVersion": "containerd://2.1.1",
+            "architecture": "amd64",
+        }
+    ]
 
 
 def test_what_could_not_be_read_is_recorded(tmp_path: Path) -> None:
@@ -110,7 +156,9 @@ def test_what_could_not_be_read_is_recorded(tmp_path: Path) -> None:
 
 def test_cni_and_images_from_plain_documents() -> None:
     assert detect_cni([{"metadata": {"name": "calico-node"}}, {"metadata": {"name": "unrelated"}}]) == {
-        "plugins": ["calico"], "istioCni": False}  # fmt: skip
+        "plugins": ["calico"],
+        "istioCni": False,
+    }
     assert running_images([{"metadata": {}, "status": {}}]) == []
 
 
@@ -119,8 +167,9 @@ def test_git_commit_of_a_checkout_and_outside_one(tmp_path: Path) -> None:
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     (tmp_path / "f").write_text("1")
     subprocess.run(["git", "-C", str(tmp_path), "add", "f"], check=True)
-    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"],
-                   check=True)  # fmt: skip
+    subprocess.run(
+        ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"], check=True
+    )
     commit, dirty = git_commit(tmp_path)
     assert commit is not None and len(commit) == 40 and dirty is False
     (tmp_path / "f").write_text("2")

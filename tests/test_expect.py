@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from conformance.accesslog import AccessLogEntry, LogExpectation, Prefix
-from conformance.expect import ExpectationFailed, consistently, eventually
-from conformance.probe import CONN_REFUSED, TIMEOUT, Outcome, http
-from conformance.timeouts import Timeouts
+from conformance.core.expect import ExpectationFailed, consistently, eventually
+from conformance.core.timeouts import Timeouts
+from conformance.probe.accesslog import AccessLogEntry, LogExpectation, Prefix
+from conformance.probe.outcomes import CONN_REFUSED, TIMEOUT, Outcome, http
 
 TIMEOUTS = Timeouts(converge=30.0, hold=10.0, poll_interval=1.0)
 

@@ -16,8 +16,12 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from conformance import external
-from conformance.external import (
+from conformance import MANIFESTS_DIR
+from conformance.core.manifests import Document, render
+from conformance.core.timeouts import Timeouts
+from conformance.kube.api import AppliedObject, ExecResult, KubeError, ObjectRef, PodInfo
+from conformance.world import external
+from conformance.world.external import (
     COREDNS_CONFIGMAP,
     COREDNS_DEPLOYMENT,
     COREFILE_REVISION_ANNOTATION,
@@ -36,10 +40,7 @@ from conformance.external import (
     with_dns_block,
     without_dns_block,
 )
-from conformance.kube import AppliedObject, ExecResult, KubeError, ObjectRef, PodInfo
-from conformance.manifests import Document, render
-from conformance.pki import RunPKI
-from conformance.timeouts import Timeouts
+from conformance.world.pki import RunPKI
 from tests.fake_apiserver import merge_patch
 from tests.fakes.kube import KubeStandIn
 
@@ -224,10 +225,7 @@ def find(docs: Iterable[Document], kind: str, name: str) -> Document:
 
 
 def test_every_external_manifest_is_covered_here() -> None:
-    on_disk = {
-        str(p.relative_to(p.parents[1]))
-        for p in (Path(external.__file__).parents[1] / "manifests" / "external").glob("*.yaml")
-    }
+    on_disk = {str(p.relative_to(p.parents[1])) for p in (MANIFESTS_DIR / "external").glob("*.yaml")}
     assert on_disk == set(manifest_variables(external.new_pki()))
 
 

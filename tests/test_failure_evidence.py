@@ -12,18 +12,18 @@ from typing import Any
 
 import pytest
 
-from conformance import failure_evidence
-from conformance.actions import CheckActions
-from conformance.binaries import BinaryError
-from conformance.catalogue import lookup
-from conformance.failure_evidence import ClusterAccess, bounded, collect, format_events
-from conformance.kube import Kube
-from conformance.live import LiveDiagnostics
-from conformance.planning import overlay_egress_gateway
-from conformance.runtime import Dataplane, Workload
-from conformance.scenario import CheckRun
-from conformance.timeouts import DEFAULT_TIMEOUTS, Timeouts
-from conformance.workloads import SLEEP
+from conformance.core.timeouts import DEFAULT_TIMEOUTS, Timeouts
+from conformance.engine.actions import CheckActions
+from conformance.engine.check_run import CheckRun
+from conformance.engine.runtime import Dataplane, Workload
+from conformance.kube.api import Kube
+from conformance.platform.binaries import BinaryError
+from conformance.runtimes import failure_evidence
+from conformance.runtimes.failure_evidence import ClusterAccess, bounded, collect, format_events
+from conformance.runtimes.live import LiveDiagnostics
+from conformance.runtimes.planning import overlay_egress_gateway
+from conformance.spec.catalogue import lookup
+from conformance.world.workloads import SLEEP
 from tests.fake_apiserver import DEFAULT_RESOURCES, PROXY_VARIABLES, FakeApiServer, ResourceType, write_kubeconfig
 from tests.fakes.executables import FakeBin, FakeExecutable
 
@@ -50,8 +50,12 @@ def kube(apiserver: FakeApiServer, tmp_path: Path) -> Iterator[Kube]:
 
 
 def pod(namespace: str, name: str, labels: dict[str, str]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"namespace": namespace, "name": name, "labels": labels},
-            "spec": {"containers": [{"name": "istio-proxy", "image": "proxyv2"}]}}  # fmt: skip
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"namespace": namespace, "name": name, "labels": labels},
+        "spec": {"containers": [{"name": "istio-proxy", "image": "proxyv2"}]},
+    }
 
 
 @pytest.fixture
@@ -63,12 +67,19 @@ def cluster(apiserver: FakeApiServer) -> FakeApiServer:
     apiserver.add_object(pod("istio-system", "ztunnel-n1", {"app": "ztunnel"}))
     apiserver.set_pod_log("istio-system", "ztunnel-n1", "ztunnel line\n", "istio-proxy")
     for index, reason in enumerate(("Pulled", "BackOff")):
-        apiserver.add_object({
-            "apiVersion": "v1", "kind": "Event", "type": "Warning" if reason == "BackOff" else "Normal",
-            "metadata": {"namespace": "default", "name": f"e{index}"}, "reason": reason, "count": index + 1,
-            "lastTimestamp": f"2026-11-30T08:0{5 - index}:00Z", "message": f"{reason} for\nsleep",
-            "involvedObject": {"kind": "Pod", "name": "sleep-abc"},
-        })  # fmt: skip
+        apiserver.add_object(
+            {
+                "apiVersion": "v1",
+                "kind": "Event",
+                "type": "Warning" if reason == "BackOff" else "Normal",
+                "metadata": {"namespace": "default", "name": f"e{index}"},
+                "reason": reason,
+                "count": index + 1,
+                "lastTimestamp": f"2026-11-30T08:0{5 - index}:00Z",
+                "message": f"{reason} for\nsleep",
+                "involvedObject": {"kind": "Pod", "name": "sleep-abc"},
+            }
+        )
     return apiserver
 
 
@@ -96,22 +107,31 @@ def diagnostics(kube: Kube, binary: Path, tmp_path: Path, timeouts: Timeouts = D
 
 def test_evidence_of_a_sidecar_check(cluster: FakeApiServer, kube: Kube, fake_bin: FakeBin, tmp_path: Path) -> None:
     fake = istioctl(fake_bin)
-    collection = collect(check_run(), "sidecar", diagnostics(kube, fake.path, tmp_path), tmp_path / "reports",
-                         attach=False)  # fmt: skip
+    collection = collect(
+        check_run(), "sidecar", diagnostics(kube, fake.path, tmp_path), tmp_path / "reports", attach=False
+    )
     assert collection.errors == []
     names = sorted(Path(f.path).name for f in collection.files)
-    assert names == sorted([
-        "actions.json",
-        "client-default-sleep-sleep-abc-istio-proxy.log",
-        "client-default-sleep-proxy-config-listeners.txt",
-        "client-default-sleep-proxy-config-routes.txt",
-        "client-default-sleep-proxy-config-clusters.txt",
-        "egress-gateway-istio-system_istio-egressgateway-istio-egressgateway-1-istio-proxy.log",
-        *(f"egress-gateway-istio-system_istio-egressgateway-istio-egressgateway-1-proxy-config-{k}.txt"
-          for k in ("listeners", "routes", "clusters")),
-        "events-default.txt", "events-egress-x.txt", "events-istio-system.txt",
-        "analyze-default.txt", "analyze-egress-x.txt", "analyze-istio-system.txt",
-    ])  # fmt: skip
+    assert names == sorted(
+        [
+            "actions.json",
+            "client-default-sleep-sleep-abc-istio-proxy.log",
+            "client-default-sleep-proxy-config-listeners.txt",
+            "client-default-sleep-proxy-config-routes.txt",
+            "client-default-sleep-proxy-config-clusters.txt",
+            "egress-gateway-istio-system_istio-egressgateway-istio-egressgateway-1-istio-proxy.log",
+            *(
+                f"egress-gateway-istio-system_istio-egressgateway-istio-egressgateway-1-proxy-config-{k}.txt"
+                for k in ("listeners", "routes", "clusters")
+            ),
+            "events-default.txt",
+            "events-egress-x.txt",
+            "events-istio-system.txt",
+            "analyze-default.txt",
+            "analyze-egress-x.txt",
+            "analyze-istio-system.txt",
+        ]
+    )
     flags = ["--kubeconfig", str(tmp_path / "kubeconfig"), "--context", "fake"]
     argvs = fake.argvs()
     assert ["proxy-config", "listeners", "sleep-abc.default", *flags] in argvs
@@ -170,8 +190,9 @@ def test_a_hanging_istioctl_is_cut_at_the_diagnostics_deadline(
 
 def test_an_api_failure_is_recorded_not_raised(cluster: FakeApiServer, kube: Kube, tmp_path: Path) -> None:
     cluster.stop()
-    collection = collect(check_run(), "sidecar", diagnostics(kube, Path("/nonexistent/istioctl"), tmp_path),
-                         tmp_path, attach=False)  # fmt: skip
+    collection = collect(
+        check_run(), "sidecar", diagnostics(kube, Path("/nonexistent/istioctl"), tmp_path), tmp_path, attach=False
+    )
     assert [Path(f.path).name for f in collection.files] == ["actions.json"]
     assert any(e.startswith("client default/sleep proxy log: ") and "not reachable" in e for e in collection.errors), (
         collection.errors
@@ -182,8 +203,9 @@ def test_the_evidence_budget_stops_further_files(
     cluster: FakeApiServer, kube: Kube, fake_bin: FakeBin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(failure_evidence, "MAX_CHECK_BYTES", 1000)
-    collection = collect(check_run(), "sidecar", diagnostics(kube, istioctl(fake_bin).path, tmp_path), tmp_path,
-                         attach=False)  # fmt: skip
+    collection = collect(
+        check_run(), "sidecar", diagnostics(kube, istioctl(fake_bin).path, tmp_path), tmp_path, attach=False
+    )
     assert collection.total_bytes <= 1000
     assert any("evidence budget of 1000 bytes is used up" in e for e in collection.errors)
 
@@ -226,27 +248,48 @@ class _World:
 def test_a_missing_access_log_entry_attaches_the_lines_searched(
     cluster: FakeApiServer, kube: Kube, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from conformance import evidence
-    from conformance.accesslog import LogExpectation
-    from conformance.expect import ExpectationFailed
-    from conformance.live import LiveRuntime
-    from conformance.probe import CurlRequest, Headers, ProbeResult, ResponseExpectation, http
-    from conformance.runtime import LogLookup, Observation, Until
-    from conformance.settings import MeshMode
+    from conformance.core import evidence
+    from conformance.core.expect import ExpectationFailed
+    from conformance.engine.runtime import LogLookup, Observation, Until
+    from conformance.probe.accesslog import LogExpectation
+    from conformance.probe.curl import CurlRequest
+    from conformance.probe.outcomes import http
+    from conformance.probe.responses import Headers, ProbeResult, ResponseExpectation
+    from conformance.runtimes.live import LiveRuntime
+    from conformance.settings.options import MeshMode
 
     attached: list[tuple[str, str]] = []
     monkeypatch.setattr(evidence, "attach_text", lambda text, name: attached.append((name, text)))
     live = LiveRuntime(kube, MeshMode.SIDECAR, Timeouts(access_log=0.3, poll_interval=0.05), _World(), "1.30.3")  # type: ignore[arg-type]
     now = datetime.now(UTC)
     result = ProbeResult(
-        outcome=http(502), status=502, headers=Headers(), body="", body_truncated=False, curl_exit_code=0,
-        exec_exit_code=0, curl_error=None, stderr="", command=("curl",), display_command="curl -sI http://aliyun.com",
-        token="0123456789abcdef", namespace="default", pod="sleep-abc", pod_ip="10.244.0.5", started_at=now,
+        outcome=http(502),
+        status=502,
+        headers=Headers(),
+        body="",
+        body_truncated=False,
+        curl_exit_code=0,
+        exec_exit_code=0,
+        curl_error=None,
+        stderr="",
+        command=("curl",),
+        display_command="curl -sI http://aliyun.com",
+        token="0123456789abcdef",
+        namespace="default",
+        pod="sleep-abc",
+        pod_ip="10.244.0.5",
+        started_at=now,
         finished_at=now,
-    )  # fmt: skip
+    )
     request = CurlRequest(url="http://aliyun.com", method="HEAD")
-    observation = Observation("p1", Workload(SLEEP, "sleep-abc", "10.244.0.5", Dataplane.SIDECAR, {}), request,
-                              ResponseExpectation(http(502)), Until.HOLDS, result)  # fmt: skip
+    observation = Observation(
+        "p1",
+        Workload(SLEEP, "sleep-abc", "10.244.0.5", Dataplane.SIDECAR, {}),
+        request,
+        ResponseExpectation(http(502)),
+        Until.HOLDS,
+        result,
+    )
     source = overlay_egress_gateway().log_source()
     with pytest.raises(ExpectationFailed):
         live.await_log_entry(source, observation, LogExpectation({"response_code": 502}), LogLookup())

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from conformance import versions
-from conformance.istio_components import IstioError
-from conformance.istio_install import IstioInstaller
-from conformance.settings import MeshMode
-from conformance.timeouts import DEFAULT_TIMEOUTS
+from conformance.core import versions
+from conformance.core.timeouts import DEFAULT_TIMEOUTS
+from conformance.istio.components import IstioError
+from conformance.istio.install import IstioInstaller
+from conformance.settings.options import MeshMode
 from tests.fakes.cli import RECORDED, check, load_spec, recorded_spec
 from tests.fakes.executables import FakeBin
 
@@ -122,8 +122,16 @@ def test_recorded_help_is_of_the_pinned_releases() -> None:
     major, minor, _ = versions.parse_istio_version(versions.DEFAULT_ISTIO_VERSION)
     assert RECORDED["istioctl"] == f"istioctl-{major}.{minor}"
     assert set(KIND["commands"]["create cluster"]["flags"]) == {
-        "config", "help", "image", "kubeconfig", "name", "retain", "wait", "quiet", "verbosity",
-    }  # fmt: skip
+        "config",
+        "help",
+        "image",
+        "kubeconfig",
+        "name",
+        "retain",
+        "wait",
+        "quiet",
+        "verbosity",
+    }
     assert {"purge", "skip-confirmation", "kubeconfig", "context"} <= set(ISTIOCTL["commands"]["uninstall"]["flags"])
 
 

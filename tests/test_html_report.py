@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from conformance import PROJECT_ROOT
-from conformance.evidence import CATEGORIES
+from conformance.core.evidence import CATEGORIES
 from tests.browser import render_allure_report
 from tests.plan_run import PlanRun
 
@@ -82,11 +82,13 @@ def rendered(catalogue_plan: PlanRun) -> tuple[Path, float]:
     report_dir = catalogue_plan.report_dir
     _, generate = readme_render_commands()
     # The README's command, with its report directory pointed at the plan run's.
-    command = [word.replace("reports/", f"{report_dir}/", 1) if word.startswith("reports/") else word
-               for word in generate]  # fmt: skip
+    command = [
+        word.replace("reports/", f"{report_dir}/", 1) if word.startswith("reports/") else word for word in generate
+    ]
     started = time.monotonic()
-    completed = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=RENDER_SECONDS,
-                               check=False)  # fmt: skip
+    completed = subprocess.run(
+        command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=RENDER_SECONDS, check=False
+    )
     elapsed = time.monotonic() - started
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     return report_dir / "html" / "index.html", elapsed

@@ -10,11 +10,11 @@ import pytest
 import yaml
 
 from conformance import MANIFESTS_DIR
-from conformance.image_list import default_variables, load
-from conformance.image_map import ImageMapError, load_image_map, run_images
-from conformance.istio_install import IstioInstaller
-from conformance.kind_loading import Commands, ImageLoadError, load_local_images
-from conformance.settings import MeshMode, Settings, SettingsError
+from conformance.images.image_list import default_variables, load
+from conformance.images.image_map import ImageMapError, load_image_map, run_images
+from conformance.images.kind_loading import Commands, ImageLoadError, load_local_images
+from conformance.istio.install import IstioInstaller
+from conformance.settings.options import MeshMode, Settings, SettingsError
 
 LOCAL = MANIFESTS_DIR / "local-cluster"
 
@@ -177,7 +177,7 @@ def test_istioctl_install_gets_the_hub_the_tag_and_the_overlay_after_the_harness
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     istioctl = tmp_path / "istioctl"
-    monkeypatch.setattr("conformance.istio_install.resolve_istioctl", lambda settings: istioctl)
+    monkeypatch.setattr("conformance.istio.install.resolve_istioctl", lambda settings: istioctl)
     overlay = str(LOCAL / "istio-upstream-envoy.yaml")
     settings = build({"istio_hub": "r.local/istio", "istio_tag": "t1", "istio_overlay": overlay})
     installer = IstioInstaller.from_settings(settings, kube=None, kubeconfig=tmp_path / "k", context=None)  # type: ignore[arg-type]

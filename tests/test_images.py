@@ -21,8 +21,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
-from conformance import MANIFESTS_DIR, progress, versions
-from conformance.image_list import (
+from conformance import MANIFESTS_DIR
+from conformance.core import progress, versions
+from conformance.core.manifests import iter_manifest_files
+from conformance.images.image_list import (
     Image,
     ImageListError,
     default_variables,
@@ -34,16 +36,15 @@ from conformance.image_list import (
     unlisted_images,
     validate_image_list,
 )
-from conformance.image_references import ImageName, parse_reference
-from conformance.image_registry import (
+from conformance.images.loading import main
+from conformance.images.references import ImageName, parse_reference
+from conformance.images.registry import (
     ACCEPT_MEDIA_TYPES,
     INDEX_MEDIA_TYPES,
     RESOLVED_SOURCE_PREFIX,
     RegistryClient,
     RegistryError,
 )
-from conformance.images import main
-from conformance.manifests import iter_manifest_files
 from tests.fakes.executables import FakeBin
 
 DIGEST_A = "sha256:" + "a" * 64

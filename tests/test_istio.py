@@ -19,16 +19,19 @@ from typing import Any
 import pytest
 import yaml
 
-from conformance import MANIFESTS_DIR, binaries, gateway_api, versions
-from conformance.external import EXTERNAL_WORLD_LABEL
-from conformance.istio_components import EGRESS_GATEWAY, IstioError
-from conformance.istio_detection import InstalledIstio, detect_installed, version_from_image
-from conformance.istio_install import OVERLAYS, IstioInstaller
-from conformance.istioctl import istioctl_client_version, resolve_istioctl
-from conformance.kube import KubeError, ObjectRef
-from conformance.mesh_config import OutboundMode, outbound_traffic_policy
-from conformance.settings import MeshMode, Settings
-from conformance.timeouts import DEFAULT_TIMEOUTS
+from conformance import MANIFESTS_DIR
+from conformance.core import versions
+from conformance.core.timeouts import DEFAULT_TIMEOUTS
+from conformance.istio import gateway_api
+from conformance.istio.components import EGRESS_GATEWAY, IstioError
+from conformance.istio.detection import InstalledIstio, detect_installed, version_from_image
+from conformance.istio.install import OVERLAYS, IstioInstaller
+from conformance.istio.istioctl import istioctl_client_version, resolve_istioctl
+from conformance.istio.mesh_config import OutboundMode, outbound_traffic_policy
+from conformance.kube.api import KubeError, ObjectRef
+from conformance.platform import binaries
+from conformance.settings.options import MeshMode, Settings
+from conformance.world.external import EXTERNAL_WORLD_LABEL
 from tests.fake_apiserver import merge_patch
 from tests.fakes.executables import FakeBin, FakeExecutable
 

@@ -1,4 +1,4 @@
-"""conformance.kube against a loopback fake API server, for what no real API server here can show: exec and
+"""conformance.kube.api against a loopback fake API server, for what no real API server here can show: exec and
 logs of running containers, TLS and proxy handling of the connection, and scripted faults (throttling, a
 webhook without endpoints, a dropped connection) with the real server's bodies. What the API server does
 with what the harness applies is tested against a real one in tests/test_kube_real.py."""
@@ -24,7 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kubernetes import client as k8s
 
-from conformance.kube import (
+from conformance.core.timeouts import Timeouts
+from conformance.kube.api import (
     ExecResult,
     Kube,
     KubeApiError,
@@ -36,7 +37,6 @@ from conformance.kube import (
     bypass_environment_proxy_for_loopback,
     logs_since_seconds,
 )
-from conformance.timeouts import Timeouts
 from tests.fake_apiserver import (
     DROP_CONNECTION,
     FAKE_TOKEN,
@@ -182,34 +182,62 @@ class KindStylePKI:
         ca_key = _rsa_key()
         ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes")])
         ca = (
-            x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+            x509.CertificateBuilder()
+            .subject_name(ca_name)
+            .issuer_name(ca_name)
+            .public_key(ca_key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=True,
-                                         data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=True,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256())
-        )  # fmt: skip
+        )
 
         def leaf(
             subject: x509.Name, usage: x509.ObjectIdentifier, names: list[x509.GeneralName]
         ) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
             key = _rsa_key()
             builder = (
-                x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name).public_key(key.public_key())
+                x509.CertificateBuilder()
+                .subject_name(subject)
+                .issuer_name(ca_name)
+                .public_key(key.public_key())
                 .serial_number(x509.random_serial_number())
-                .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
+                .not_valid_before(now - timedelta(minutes=5))
+                .not_valid_after(now + timedelta(days=1))
                 .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
-                                             key_encipherment=True, data_encipherment=False, key_agreement=False,
-                                             key_cert_sign=False, crl_sign=False, encipher_only=False,
-                                             decipher_only=False), critical=True)
+                .add_extension(
+                    x509.KeyUsage(
+                        digital_signature=True,
+                        content_commitment=False,
+                        key_encipherment=True,
+                        data_encipherment=False,
+                        key_agreement=False,
+                        key_cert_sign=False,
+                        crl_sign=False,
+                        encipher_only=False,
+                        decipher_only=False,
+                    ),
+                    critical=True,
+                )
                 .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                               critical=False)
-            )  # fmt: skip
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            )
             if names:
                 builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
             return builder.sign(ca_key, hashes.SHA256()), key

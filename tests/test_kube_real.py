@@ -1,4 +1,4 @@
-"""conformance.kube against a real kube-apiserver (with etcd and the controller manager): what the API
+"""conformance.kube.api against a real kube-apiserver (with etcd and the controller manager): what the API
 server does with what the harness sends. Needs Go (see tests/real_apiserver.py); skipped without it."""
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ import pytest
 import yaml
 
 from conformance import MANIFESTS_DIR
-from conformance.kube import (
+from conformance.core.timeouts import Timeouts
+from conformance.kube.api import (
     Kube,
     KubeApiError,
     KubeConflictError,
     KubeError,
     ObjectRef,
 )
-from conformance.timeouts import Timeouts
 from tests.real_apiserver import RealApiServer
 
 APPLY = "application/apply-patch+yaml"

@@ -1,4 +1,4 @@
-"""conformance.kube_status: conditions and rollouts judged from an object's JSON, as kubectl judges them."""
+"""conformance.kube.status: conditions and rollouts judged from an object's JSON, as kubectl judges them."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from conformance.kube_errors import KubeError
-from conformance.kube_status import (
+from conformance.kube.errors import KubeError
+from conformance.kube.status import (
     condition_met,
     crd_established,
     describe_condition,

@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from conformance.expect import ExpectationFailed
-from conformance.kube import Kube
-from conformance.live import LiveRuntime, all_pods_have_sidecar, sidecar_by_pod
-from conformance.planning import PlanRuntime
-from conformance.runtime import Dataplane, LogLookup, LogSource, ProxyKind
-from conformance.settings import MeshMode
-from conformance.timeouts import Timeouts
-from conformance.workloads import FRONTEND_SLEEP
+from conformance.core.expect import ExpectationFailed
+from conformance.core.timeouts import Timeouts
+from conformance.engine.runtime import Dataplane, LogLookup, LogSource, ProxyKind
+from conformance.kube.api import Kube
+from conformance.runtimes.live import LiveRuntime, all_pods_have_sidecar, sidecar_by_pod
+from conformance.runtimes.planning import PlanRuntime
+from conformance.settings.options import MeshMode
+from conformance.world.workloads import FRONTEND_SLEEP
 from tests.fake_apiserver import FakeApiServer
 
 NS = FRONTEND_SLEEP.namespace
@@ -26,8 +26,9 @@ NS = FRONTEND_SLEEP.namespace
 SHORT = Timeouts(rollout=0.3, poll_interval=0.05)
 
 
-def pod(name: str, *, ready: bool = True, containers: tuple[str, ...] = ("sleep",),
-        init: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:  # fmt: skip
+def pod(
+    name: str, *, ready: bool = True, containers: tuple[str, ...] = ("sleep",), init: tuple[dict[str, Any], ...] = ()
+) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -36,9 +37,12 @@ def pod(name: str, *, ready: bool = True, containers: tuple[str, ...] = ("sleep"
             "containers": [{"name": c, "image": "x:1"} for c in containers],
             "initContainers": [{"image": "x:1", **c} for c in init],
         },
-        "status": {"phase": "Running", "podIP": "10.244.0.7",
-                   "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
-    }  # fmt: skip
+        "status": {
+            "phase": "Running",
+            "podIP": "10.244.0.7",
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
 
 
 NATIVE_SIDECAR = {"name": "istio-proxy", "restartPolicy": "Always"}
@@ -86,9 +90,7 @@ def test_sidecar_by_pod_reads_each_ready_pod(
     assert sidecar_by_pod(kube, NS, FRONTEND_SLEEP.selector) == expected
 
 
-@pytest.mark.parametrize(
-    "pods, verdict", [({}, False), ({"a": True}, True), ({"a": True, "b": False}, False)]
-)  # fmt: skip
+@pytest.mark.parametrize("pods, verdict", [({}, False), ({"a": True}, True), ({"a": True, "b": False}, False)])
 def test_every_ready_pod_and_at_least_one_must_run_the_sidecar(pods: dict[str, bool], verdict: bool) -> None:
     assert all_pods_have_sidecar(pods) is verdict
 
@@ -144,14 +146,18 @@ GATEWAY_LOG = LogSource(
     ProxyKind.EGRESS_GATEWAY, "istio-system/istio-egressgateway", "istio-system", "istio=egressgateway"
 )
 #: Two connections in the same second: sleep-a's own (port 48016) and another one of the same pod.
-SIDECAR_TEXT = "\n".join([
-    tcp_line("10.244.0.11:41000", "10.244.0.11:39000", "outbound|444||gw", 0.2),
-    tcp_line("10.244.0.11:48016", "10.244.0.11:39486", "outbound|444||gw", 0.4),
-])  # fmt: skip
-GATEWAY_TEXT = "\n".join([
-    tcp_line("10.244.0.11:39000", "10.244.0.5:51000", "outbound|443||other", 0.3),
-    tcp_line("10.244.0.11:39486", "10.244.0.5:52000", "outbound|443||www.httpbin.org", 0.5),
-])  # fmt: skip
+SIDECAR_TEXT = "\n".join(
+    [
+        tcp_line("10.244.0.11:41000", "10.244.0.11:39000", "outbound|444||gw", 0.2),
+        tcp_line("10.244.0.11:48016", "10.244.0.11:39486", "outbound|444||gw", 0.4),
+    ]
+)
+GATEWAY_TEXT = "\n".join(
+    [
+        tcp_line("10.244.0.11:39000", "10.244.0.5:51000", "outbound|443||other", 0.3),
+        tcp_line("10.244.0.11:39486", "10.244.0.5:52000", "outbound|443||www.httpbin.org", 0.5),
+    ]
+)
 
 
 def tls_runtime() -> LiveRuntime:

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from conformance import MANIFESTS_DIR, versions
-from conformance.manifests import (
+from conformance import MANIFESTS_DIR
+from conformance.core import versions
+from conformance.core.manifests import (
     Document,
     ManifestError,
     iter_manifest_files,
@@ -18,7 +19,7 @@ from conformance.manifests import (
     placeholders,
     render_text,
 )
-from conformance.validation import SKIPPED_KINDS, SchemaRegistry, Validator, skip_reason
+from conformance.kube.validation import SKIPPED_KINDS, SchemaRegistry, Validator, skip_reason
 
 SAMPLE_VARIABLES: dict[str, str] = {
     str(k): str(v)
@@ -70,7 +71,7 @@ def test_every_manifest_validates_against_each_supported_istio_minor(
 ) -> None:
     """The minor's CRDs and Gateway API bundle, built-in kinds on its oldest and newest Kubernetes.
 
-    Not schema-validated, by kind (conformance.validation.SKIPPED_KINDS, each with its reason):
+    Not schema-validated, by kind (conformance.kube.validation.SKIPPED_KINDS, each with its reason):
     IstioOperator (an istioctl overlay, never sent to the API server: a real istioctl rendering it is its
     check), kind's Cluster config, and the harness's own ImageList and Versions files.
     """

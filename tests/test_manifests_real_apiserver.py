@@ -1,7 +1,7 @@
 """Every Kubernetes object in manifests/ is accepted by a real API server, for every vendored Istio release.
 
 For each Istio CRD bundle vendored under ``manifests/schemas/istio-<version>/`` a fresh control plane gets
-that bundle and the Gateway API bundle the Istio minor pairs with (``conformance.versions``), both applied
+that bundle and the Gateway API bundle the Istio minor pairs with (``conformance.core.versions``), both applied
 for real as the harness applies them. Then every object of every other manifest is server-side applied
 with ``dryRun=All``: the API server runs its whole validation (schemas, CEL rules, enums, admission)
 without storing anything, and a rejection fails the test with the server's own message.
@@ -24,12 +24,12 @@ import pytest
 import yaml
 
 from conformance import MANIFESTS_DIR
-from conformance.kube import Kube, KubeError
-from conformance.manifests import iter_manifest_files, load_documents, render_text
-from conformance.timeouts import Timeouts
-from conformance.validation import NON_API_KINDS, VENDOR_CRD_SOURCES
-from conformance.versions import GATEWAY_API_BY_MINOR
-from conformance.workloads import WORKLOADS
+from conformance.core.manifests import iter_manifest_files, load_documents, render_text
+from conformance.core.timeouts import Timeouts
+from conformance.core.versions import GATEWAY_API_BY_MINOR
+from conformance.kube.api import Kube, KubeError
+from conformance.kube.validation import NON_API_KINDS, VENDOR_CRD_SOURCES
+from conformance.world.workloads import WORKLOADS
 from tests.plan_run import PlanRun
 from tests.real_apiserver import RealApiServer
 
@@ -42,7 +42,7 @@ SAMPLE_VARIABLES: dict[str, str] = {
 #: CRD bundles: applied for real per Istio release, not dry-run as objects of their own.
 BUNDLE_DIRS = (MANIFESTS_DIR / "schemas", MANIFESTS_DIR / "gateway-api")
 #: Namespaces a real run has before it applies anything of its own: the cluster's, istioctl's, and those
-#: the harness creates for its client workloads (conformance.workloads) before any check runs in them.
+#: the harness creates for its client workloads (conformance.world.workloads) before any check runs in them.
 RUN_NAMESPACES = tuple(
     dict.fromkeys(("default", "kube-system", "istio-system", *(spec.namespace for spec in WORKLOADS.values())))
 )
@@ -123,8 +123,11 @@ def cluster(request: pytest.FixtureRequest, real_apiserver: RealApiServer) -> It
     control_plane = RealApiServer(real_apiserver.binaries, controller_manager=False)  # dry runs need no controller
     with control_plane as server, Kube(server.kubeconfig, timeouts=TIMEOUTS) as kube:
         # The vendor CRD too: a vendor's mesh has it, and the ETP checks' vendor provider applies its kind.
-        bundles = [*bundle(crds.gateway_api_bundle), *bundle(crds.istio_bundle),
-                   *(doc for path in VENDOR_CRD_SOURCES for doc in bundle(path))]  # fmt: skip
+        bundles = [
+            *bundle(crds.gateway_api_bundle),
+            *bundle(crds.istio_bundle),
+            *(doc for path in VENDOR_CRD_SOURCES for doc in bundle(path)),
+        ]
         kube.apply(bundles)
         names = [doc["metadata"]["name"] for doc in bundles if doc["kind"] == "CustomResourceDefinition"]
         kube.wait_crds_established(names, TIMEOUTS.crd_established)

@@ -6,7 +6,8 @@ import dataclasses
 
 import pytest
 
-from conformance.catalogue import CATALOGUE, Profile
+from conformance.spec.catalogue import CATALOGUE
+from conformance.spec.model import Profile
 from tests import mutants
 from tests.mutants import LIVE, NIGHTLY_ONLY, OFFLINE, Mutant, MutantError
 

@@ -18,19 +18,16 @@ from typing import Any
 
 import pytest
 
-from conformance import oracle
-from conformance.oracle import (
+from conformance.engine import oracle, oracle_build
+from conformance.engine.oracle import OracleReport, Verdict, compare, run_oracle
+from conformance.engine.oracle_build import (
     Branch,
     OracleError,
-    OracleReport,
     OracleTimeouts,
-    Verdict,
     branch_for,
     build_oracle,
     cache_key,
-    compare,
     run_manifest_generate,
-    run_oracle,
 )
 from tests.fakes.executables import FakeBin
 
@@ -83,10 +80,10 @@ def test_branch_rejects_a_version_that_is_not_one() -> None:
 
 
 def test_branch_files_exist_for_every_served_branch() -> None:
-    for minor in oracle.BRANCHES:
+    for minor in oracle_build.BRANCHES:
         branch = Branch(minor)
-        assert (oracle.ORACLE_SOURCE / branch.modfile).is_file()
-        assert (oracle.ORACLE_SOURCE / branch.sumfile).is_file()
+        assert (oracle_build.ORACLE_SOURCE / branch.modfile).is_file()
+        assert (oracle_build.ORACLE_SOURCE / branch.sumfile).is_file()
 
 
 @pytest.mark.parametrize("fixture", sorted(p.name for p in FIXTURES.glob("*.plan.json")))
@@ -642,7 +639,7 @@ def test_a_1_29_plan_is_predicted_with_1_30_and_says_so(predict: Callable[[Plan]
 
 
 @real_oracle
-@pytest.mark.parametrize("minor", sorted(oracle.BRANCHES))
+@pytest.mark.parametrize("minor", sorted(oracle_build.BRANCHES))
 def test_manifest_generate_renders_the_overlays_as_the_plan_says(minor: str, oracle_cache: Path) -> None:
     branch = Branch(minor)
     binary = build_oracle(branch, cache_dir=oracle_cache, timeouts=OracleTimeouts())

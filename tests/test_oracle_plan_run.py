@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from conformance import PROJECT_ROOT
-from conformance.catalogue import CATALOGUE
+from conformance.spec.catalogue import CATALOGUE
 from tests.plan_run import run_plan
 
 pytestmark = pytest.mark.skipif(
@@ -52,8 +52,8 @@ def test_every_implemented_check_agrees_or_cannot_be_predicted(tmp_path: Path, g
 def test_a_disagreement_fails_the_plan_run_and_names_the_hop(tmp_path: Path) -> None:
     module = tmp_path / "test_wrong.py"
     module.write_text(
-        "from conformance.catalogue import check\n"
-        "from conformance.scenario import REGISTRY_ONLY, http\n"
+        "from conformance.spec.catalogue import check\n"
+        "from conformance.checks import REGISTRY_ONLY, http\n"
         "@check('EGW-01')\n"
         "def test_expects_an_answer_registry_only_cannot_give(step, sleep):\n"
         "    step.mesh(outbound=REGISTRY_ONLY)\n"
@@ -62,11 +62,31 @@ def test_a_disagreement_fails_the_plan_run_and_names_the_hop(tmp_path: Path) -> 
     env = {k: v for k, v in os.environ.items() if not k.startswith("EGRESS_")}
     reports = tmp_path / "reports"
     completed = subprocess.run(
-        [sys.executable, "-m", "pytest", str(module), f"--rootdir={PROJECT_ROOT}", "-c",
-         str(PROJECT_ROOT / "pyproject.toml"), "-m", "egress", "--plan", "--oracle", "--mesh-mode", "sidecar",
-         "-p", "no:cacheprovider", f"--report-dir={reports}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(module),
+            f"--rootdir={PROJECT_ROOT}",
+            "-c",
+            str(PROJECT_ROOT / "pyproject.toml"),
+            "-m",
+            "egress",
+            "--plan",
+            "--oracle",
+            "--mesh-mode",
+            "sidecar",
+            "-p",
+            "no:cacheprovider",
+            f"--report-dir={reports}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     output = completed.stdout + completed.stderr
     assert completed.returncode == pytest.ExitCode.TESTS_FAILED, output[-4000:]
     assert "routing oracle DISAGREES with EGW-01 (sidecar)" in output

@@ -14,8 +14,8 @@ from cryptography.x509 import DNSName
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from conformance.external import PUBLIC_HOSTS, SERVER_CERTIFICATES, new_pki
-from conformance.pki import BACKDATE, CLIENT_NAME, PKIError, RunPKI
+from conformance.world.external import PUBLIC_HOSTS, SERVER_CERTIFICATES, new_pki
+from conformance.world.pki import BACKDATE, CLIENT_NAME, PKIError, RunPKI
 
 
 @pytest.fixture(scope="module")

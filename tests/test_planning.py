@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 
 from conformance import PROJECT_ROOT
-from conformance.catalogue import CATALOGUE
-from conformance.egress_policy import REPORT_KEY, mapping_record
-from conformance.planning import PlanRuntime, overlay_egress_gateway, planned_host_addresses, validate_plan
-from conformance.redaction import REDACTED
-from conformance.runtime import Dataplane, WorkloadSpec
-from conformance.settings import MeshMode
-from conformance.timeouts import DEFAULT_TIMEOUTS
-from conformance.workloads import FRONTEND_SLEEP, FRONTEND_SLEEP_WITHOUT_SIDECAR, WORKLOADS
+from conformance.checks.egress_policy import REPORT_KEY, mapping_record
+from conformance.core.redaction import REDACTED
+from conformance.core.timeouts import DEFAULT_TIMEOUTS
+from conformance.engine.runtime import Dataplane, WorkloadSpec
+from conformance.runtimes.planning import PlanRuntime, overlay_egress_gateway, planned_host_addresses, validate_plan
+from conformance.settings.options import MeshMode
+from conformance.spec.catalogue import CATALOGUE
+from conformance.world.workloads import FRONTEND_SLEEP, FRONTEND_SLEEP_WITHOUT_SIDECAR, WORKLOADS
 from tests.plan_run import PlanRun, run_plan
 
 GOLDEN = PROJECT_ROOT / "tests" / "data" / "golden" / "plan"
@@ -201,8 +201,13 @@ def test_collect_only_ambient_lists_exactly_the_ambient_checks() -> None:
     env["PATH"] = str(Path(sys.executable).parent)
     completed = subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "egress and ambient", "-p", "no:cacheprovider"],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     collected = {line for line in completed.stdout.splitlines() if "::" in line}
     applicable = [c for c in CATALOGUE.values() if MeshMode.AMBIENT in c.modes and not c.not_applicable]
@@ -215,16 +220,38 @@ def test_collect_only_selects_one_check_by_id_without_a_cluster(tmp_path: Path) 
     # No container engine reachable: an empty PATH beside the interpreter.
     env["PATH"] = str(Path(sys.executable).parent)
     completed = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "egress", "-k", "EGW-04",
-         "-p", "no:cacheprovider"],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-m",
+            "egress",
+            "-k",
+            "EGW-04",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     collected = [line for line in completed.stdout.splitlines() if "::" in line]
     assert collected == ["scenarios/test_egw.py::test_gateway_and_two_hop_routes_carry_the_request[sidecar]"]
 
 
-ALLOWED_IMPORTS = {"__future__", "conformance.catalogue", "conformance.scenario", "conformance.external"}
+ALLOWED_IMPORTS = {
+    "__future__",
+    "conformance.spec.catalogue",
+    "conformance.spec.records",
+    "conformance.checks",
+    "conformance.world.external",
+}
 
 
 @pytest.mark.parametrize("module", sorted((PROJECT_ROOT / "scenarios").glob("test_*.py")), ids=lambda p: p.name)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conformance.plugin import E2E_SKIP_REASON, e2e_requested
+from conformance.harness.plugin import E2E_SKIP_REASON, e2e_requested
 
 pytestmark = pytest.mark.usefixtures("isolated_environment")
 
@@ -235,9 +235,13 @@ def test_conformance_report_lists_every_check(pytester: pytest.Pytester, tmp_pat
     assert ambient["summary"]["result"] == "partial"
     skipped = [c for c in ambient["notPassedChecks"] if c["result"] == "skipped"]
     assert skipped == [
-        {"id": "AMB-X4", "mode": "ambient", "result": "skipped",
-         "reason": "ztunnel does not implement outboundTrafficPolicy"}
-    ]  # fmt: skip
+        {
+            "id": "AMB-X4",
+            "mode": "ambient",
+            "result": "skipped",
+            "reason": "ztunnel does not implement outboundTrafficPolicy",
+        }
+    ]
     assert report["run"]["certifiable"] is False
     assert (report_dir / "junit.xml").is_file()
     assert (report_dir / "allure-results" / "environment.properties").is_file()
@@ -265,7 +269,7 @@ class IstiodOnly:
 
 
 def test_never_installs_over_an_existing_istio_on_an_unmanaged_cluster() -> None:
-    from conformance.plugin import refuse_to_replace_istio
+    from conformance.harness.plugin import refuse_to_replace_istio
 
     assert refuse_to_replace_istio(IstiodOnly(None)) is None  # type: ignore[arg-type]
     message = refuse_to_replace_istio(IstiodOnly("docker.io/istio/pilot:1.29.6"))  # type: ignore[arg-type]
@@ -328,9 +332,9 @@ def test_a_run_that_stops_early_still_writes_the_report(
 MISSING_GATEWAY = """
 import contextlib
 import pytest
-from conformance.planning import PlanRuntime
-from conformance.settings import MeshMode
-from conformance.timeouts import DEFAULT_TIMEOUTS
+from conformance.runtimes.planning import PlanRuntime
+from conformance.settings.options import MeshMode
+from conformance.core.timeouts import DEFAULT_TIMEOUTS
 
 class NoGateway(PlanRuntime):
     def egress_gateway(self):
@@ -346,7 +350,7 @@ def test_checks_needing_the_egress_gateway_skip_when_the_mesh_has_none(pytester:
     pytester.makeconftest(MISSING_GATEWAY)
     pytester.makepyfile(
         test_gateway=(
-            "from conformance.catalogue import check\n"
+            "from conformance.spec.catalogue import check\n"
             "@check('EGW-03')\n"
             "def test_needs_gateway(step, egress_gateway):\n"
             "    raise AssertionError('must not run')\n"
@@ -378,9 +382,9 @@ from pathlib import Path
 
 import pytest
 
-from conformance.cluster import ClusterHandle
-from conformance.planning import PlanRuntime
-from conformance.timeouts import DEFAULT_TIMEOUTS
+from conformance.platform.cluster import ClusterHandle
+from conformance.runtimes.planning import PlanRuntime
+from conformance.core.timeouts import DEFAULT_TIMEOUTS
 
 LOG = Path(os.environ["INSTALLER_LOG"])
 
@@ -399,12 +403,12 @@ class Runtime(PlanRuntime):
     planning = False
 
     def collect_failure_evidence(self, run, report_dir):
-        from conformance.failure_evidence import EvidenceCollection
+        from conformance.runtimes.failure_evidence import EvidenceCollection
 
         return EvidenceCollection(run.check.id, self.mode.value, report_dir)
 
     def cluster_access(self):
-        from conformance.failure_evidence import ClusterAccess
+        from conformance.runtimes.failure_evidence import ClusterAccess
 
         return ClusterAccess(Path("kubeconfig"), None)
 
@@ -430,7 +434,7 @@ def runtime(mesh):
 """
 
 KEPT_CHECKS = """
-from conformance.catalogue import check
+from conformance.spec.catalogue import check
 
 
 @check("EGW-01")
@@ -452,8 +456,17 @@ def test_keep_on_failure_leaves_istio_installed_and_stops(
     monkeypatch.setenv("INSTALLER_LOG", str(log))
     pytester.makeconftest(KEPT_MESH)
     pytester.makepyfile(test_kept=KEPT_CHECKS)
-    args = ["-m", "egress", "--kubeconfig", str(kubeconfig_file(tmp_path)), "--mesh-mode", "sidecar",
-            f"--report-dir={tmp_path / 'reports'}", "-p", "no:junitxml"]  # fmt: skip
+    args = [
+        "-m",
+        "egress",
+        "--kubeconfig",
+        str(kubeconfig_file(tmp_path)),
+        "--mesh-mode",
+        "sidecar",
+        f"--report-dir={tmp_path / 'reports'}",
+        "-p",
+        "no:junitxml",
+    ]
     result = run(pytester, *args, *(["--keep-on-failure"] if keep else []))
     if keep:
         result.assert_outcomes(failed=1)
@@ -482,8 +495,9 @@ def test_an_unreachable_api_server_stops_the_run_with_one_message(pytester: pyte
         )
     )
     report_dir = tmp_path / "reports"
-    result = run(pytester, "-m", "egress", f"--kubeconfig={kubeconfig}", f"--report-dir={report_dir}",
-                 "-p", "no:junitxml")  # fmt: skip
+    result = run(
+        pytester, "-m", "egress", f"--kubeconfig={kubeconfig}", f"--report-dir={report_dir}", "-p", "no:junitxml"
+    )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     output = result.stdout.str() + result.stderr.str()
     assert "https://127.0.0.1:1" in output and str(kubeconfig) in output
@@ -501,9 +515,9 @@ import contextlib
 import json
 import os
 import pytest
-from conformance.planning import PlanRuntime
-from conformance.settings import MeshMode
-from conformance.timeouts import DEFAULT_TIMEOUTS
+from conformance.runtimes.planning import PlanRuntime
+from conformance.settings.options import MeshMode
+from conformance.core.timeouts import DEFAULT_TIMEOUTS
 
 LOG = os.environ["MESH_LOG"]
 
@@ -534,8 +548,8 @@ def test_mesh_setting_is_restored_after_a_failing_check(
     pytester.makeconftest(RECORDING_RUNTIME)
     pytester.makepyfile(
         test_failing=(
-            "from conformance.catalogue import check\n"
-            "from conformance.scenario import REGISTRY_ONLY\n"
+            "from conformance.spec.catalogue import check\n"
+            "from conformance.checks import REGISTRY_ONLY\n"
             "@check('EGW-02')\n"
             "def test_fails_after_changing_the_mesh(step, sleep):\n"
             "    step.mesh(outbound=REGISTRY_ONLY)\n"

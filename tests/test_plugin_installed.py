@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-import conformance.plugin
+import conformance.harness.plugin
 from conformance import PROJECT_ROOT
 
 PYTEST = Path(sys.executable).with_name("pytest")
@@ -96,10 +96,10 @@ def outside_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, OutsideR
 
 def test_the_plugin_is_registered_once_through_its_entry_point(pytestconfig: pytest.Config) -> None:
     manager = pytestconfig.pluginmanager
-    names = [name for name, plugin in manager.list_name_plugin() if plugin is conformance.plugin]
-    assert names == ["conformance.plugin"]
+    names = [name for name, plugin in manager.list_name_plugin() if plugin is conformance.harness.plugin]
+    assert names == ["conformance.harness.plugin"]
     distributions = [
-        dist.project_name for plugin, dist in manager.list_plugin_distinfo() if plugin is conformance.plugin
+        dist.project_name for plugin, dist in manager.list_plugin_distinfo() if plugin is conformance.harness.plugin
     ]
     assert distributions == ["egress-conformance"]
 

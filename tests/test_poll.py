@@ -1,4 +1,4 @@
-"""conformance.poll: the one polling loop, on a fake clock."""
+"""conformance.core.poll: the one polling loop, on a fake clock."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from conformance.poll import poll
+from conformance.core.poll import poll
 
 
 @dataclass

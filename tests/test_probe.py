@@ -24,9 +24,10 @@ from typing import Any, ClassVar
 
 import pytest
 
-from conformance.kube import ExecResult, PodInfo
-from conformance.pki import RunPKI
-from conformance.probe import (
+from conformance.core.timeouts import Timeouts
+from conformance.kube.api import ExecResult, PodInfo
+from conformance.probe.curl import CurlRequest, PodTarget, Prober
+from conformance.probe.outcomes import (
     CONN_REFUSED,
     CONN_RESET,
     DNS_FAIL,
@@ -35,23 +36,16 @@ from conformance.probe import (
     TLS_RESET,
     AnyHttp,
     AnyOutcome,
-    CurlRequest,
-    Headers,
     NotOutcome,
     Outcome,
     OutcomeKind,
-    PodTarget,
     ProbeError,
-    Prober,
-    ProbeResult,
-    ResponseExpectation,
     http,
     outcome_from_curl,
     parse_expected,
-    parse_response,
-    writeout_marker,
 )
-from conformance.timeouts import Timeouts
+from conformance.probe.responses import Headers, ProbeResult, ResponseExpectation, parse_response, writeout_marker
+from conformance.world.pki import RunPKI
 
 TIMEOUTS = Timeouts(request=8.0)
 SLEEP = PodTarget("default", pod="sleep-5c4f8d9b7d-kq2xz", container="sleep")

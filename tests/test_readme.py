@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conformance import PROJECT_ROOT
-from conformance.settings import OPTIONS
+from conformance.settings.options import OPTIONS
 
 README = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
 CHECKOUT_ROOT = 'cd "$(git rev-parse --show-toplevel)" && '

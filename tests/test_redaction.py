@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance import evidence, redaction
-from conformance.external import new_pki
+from conformance.core import evidence, redaction
+from conformance.world.external import new_pki
 
 
 @pytest.fixture(autouse=True)
@@ -101,11 +101,11 @@ def test_categories_sort_failures_by_their_message(tmp_path: Path) -> None:
                 return str(rule["name"])
         return None
 
-    assert category("broken", "conformance.kube.KubeError: list pods: API server not reachable") == "Infrastructure"
+    assert category("broken", "conformance.kube.api.KubeError: list pods: API server not reachable") == "Infrastructure"
     assert category("broken", "TypeError: unsupported operand") is None  # a harness defect is not infrastructure
     deviation = "AssertionError: p1 is conn-refused\ndocumentation deviation of ETP-02: the documentation says"
     assert category("failed", deviation) == "Documentation deviation"
-    assert category("failed", "conformance.expect.ExpectationFailed: p1 did not converge") == "Product defect"
+    assert category("failed", "conformance.core.expect.ExpectationFailed: p1 did not converge") == "Product defect"
 
 
 def test_environment_properties_are_one_line_each(tmp_path: Path) -> None:

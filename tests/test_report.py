@@ -11,10 +11,7 @@ import jsonschema
 import pytest
 import yaml
 
-from conformance.catalogue import CATALOGUE
-from conformance.environment import DataPlaneFacts, RunEnvironment, RunningImage
-from conformance.implementation import Implementation
-from conformance.report import (
+from conformance.report.document import (
     REPORT_SCHEMA,
     CheckRecord,
     CheckResult,
@@ -29,7 +26,10 @@ from conformance.report import (
     validate_report,
     write_report,
 )
-from conformance.settings import IstioSource, MeshMode, Settings
+from conformance.report.environment import DataPlaneFacts, RunEnvironment, RunningImage
+from conformance.settings.implementation import Implementation
+from conformance.settings.options import IstioSource, MeshMode, Settings
+from conformance.spec.catalogue import CATALOGUE
 
 NOW = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
 
@@ -69,23 +69,32 @@ def test_report_header_names_versions_and_environment() -> None:
 
 
 def test_implementation_file_describes_the_implementation() -> None:
-    vendor = Implementation("example.com", "example-mesh", "https://example.com/mesh", "2.4.1",
-                            ("@example/mesh",), "implementation.yaml")  # fmt: skip
+    vendor = Implementation(
+        "example.com", "example-mesh", "https://example.com/mesh", "2.4.1", ("@example/mesh",), "implementation.yaml"
+    )
     settings = replace(Settings(), implementation=vendor, istio_source=IstioSource.EXISTING)
     environment = RunEnvironment(istio_version="1.30.3")
     report = build_report([record("EGW-01", CheckResult.PASSED)], settings, environment=environment, now=NOW)
     assert report["implementation"] == {
-        "organization": "example.com", "project": "example-mesh", "url": "https://example.com/mesh",
-        "version": "2.4.1", "contact": ["@example/mesh"], "source": "implementation.yaml",
-    }  # fmt: skip
+        "organization": "example.com",
+        "project": "example-mesh",
+        "url": "https://example.com/mesh",
+        "version": "2.4.1",
+        "contact": ["@example/mesh"],
+        "source": "implementation.yaml",
+    }
     # What was found in the cluster stays beside what the vendor claims.
     assert report["environment"]["istio"]["version"] == "1.30.3"
     assert report["environment"]["istio"]["installedBy"] == "existing"
 
 
 def test_every_non_passed_check_carries_its_reason() -> None:
-    records = [record("EGW-01", CheckResult.PASSED), record("EGW-02", CheckResult.FAILED),
-               record("EGW-03", CheckResult.SKIPPED), record("NSD-01", CheckResult.NOT_IMPLEMENTED)]  # fmt: skip
+    records = [
+        record("EGW-01", CheckResult.PASSED),
+        record("EGW-02", CheckResult.FAILED),
+        record("EGW-03", CheckResult.SKIPPED),
+        record("NSD-01", CheckResult.NOT_IMPLEMENTED),
+    ]
     (profile,) = build_report(records, Settings(), now=NOW)["profiles"]
     assert [(c["id"], c["reason"]) for c in profile["notPassedChecks"]] == [
         ("EGW-02", "failed for a reason"),
@@ -104,14 +113,29 @@ def test_every_non_passed_check_carries_its_reason() -> None:
         (Settings(), RunStatus.COMPLETED, Selection("egress and sidecar"), [], "narrowed by -m 'egress and sidecar'"),
         (Settings(), RunStatus.COMPLETED, Selection("egress", "EGW-04"), [], "narrowed by -k 'EGW-04'"),
         (Settings(), RunStatus.COMPLETED, Selection(), [], "the harness installed upstream Istio itself"),
-        (replace(Settings(), istio_overlay=Path("overlay.yaml")), RunStatus.COMPLETED, Selection(), [],
-         "--istio-overlay overlay.yaml, which changes Istio's defaults"),
-        (Settings(), RunStatus.COMPLETED, Selection(), [record("XW-01", CheckResult.FAILED, "EXTERNAL-WORLD")],
-         "the harness's checks of its own external world failed (XW-01)"),
-        (replace(Settings(), istio_source=IstioSource.EXISTING), RunStatus.COMPLETED, Selection(), [],
-         "pass --implementation-file"),
+        (
+            replace(Settings(), istio_overlay=Path("overlay.yaml")),
+            RunStatus.COMPLETED,
+            Selection(),
+            [],
+            "--istio-overlay overlay.yaml, which changes Istio's defaults",
+        ),
+        (
+            Settings(),
+            RunStatus.COMPLETED,
+            Selection(),
+            [record("XW-01", CheckResult.FAILED, "EXTERNAL-WORLD")],
+            "the harness's checks of its own external world failed (XW-01)",
+        ),
+        (
+            replace(Settings(), istio_source=IstioSource.EXISTING),
+            RunStatus.COMPLETED,
+            Selection(),
+            [],
+            "pass --implementation-file",
+        ),
     ],
-)  # fmt: skip
+)
 def test_not_certifiable_with_the_reason(
     settings: Settings, status: RunStatus, selection: Selection, records: list[CheckRecord], expected: str
 ) -> None:
@@ -125,8 +149,11 @@ EXISTING = replace(Settings(), istio_source=IstioSource.EXISTING, implementation
 
 def test_a_profile_is_certifiable_when_every_core_check_of_it_ran_and_passed() -> None:
     sidecar = [record(c.id, CheckResult.PASSED) for c in CATALOGUE.values() if c.profile.value == "EGRESS-SIDECAR"]
-    ambient = [record(c.id, CheckResult.NOT_SELECTED, "EGRESS-AMBIENT") for c in CATALOGUE.values()
-               if c.profile.value == "EGRESS-AMBIENT" and not c.not_applicable]  # fmt: skip
+    ambient = [
+        record(c.id, CheckResult.NOT_SELECTED, "EGRESS-AMBIENT")
+        for c in CATALOGUE.values()
+        if c.profile.value == "EGRESS-AMBIENT" and not c.not_applicable
+    ]
     settings = replace(EXISTING, mesh_modes=(MeshMode.SIDECAR,))
     report = build_report([*sidecar, *ambient], settings, run=RunInfo("r1"), now=NOW)
     validate_report(report)
@@ -167,11 +194,17 @@ def test_a_run_level_reason_makes_every_profile_uncertifiable_and_is_named_in_ea
 
 
 def test_environment_reports_the_image_ids_the_kubelet_runs() -> None:
-    image = RunningImage("docker.io/istio/proxyv2:1.30.3", "docker.io/istio/proxyv2@sha256:" + "a" * 64,
-                         {"istio-system"}, {"istio-proxy"})  # fmt: skip
-    environment = RunEnvironment(data_planes={"sidecar": DataPlaneFacts("sidecar", {"plugins": ["kindnet"],
-                                                                                   "istioCni": False},
-                                                                        [image], ["istio-system"])})  # fmt: skip
+    image = RunningImage(
+        "docker.io/istio/proxyv2:1.30.3",
+        "docker.io/istio/proxyv2@sha256:" + "a" * 64,
+        {"istio-system"},
+        {"istio-proxy"},
+    )
+    environment = RunEnvironment(
+        data_planes={
+            "sidecar": DataPlaneFacts("sidecar", {"plugins": ["kindnet"], "istioCni": False}, [image], ["istio-system"])
+        }
+    )
     report = build_report([record("EGW-01", CheckResult.PASSED)], Settings(), environment=environment, now=NOW)
     validate_report(report)
     (plane,) = report["environment"]["dataPlanes"]
@@ -213,9 +246,31 @@ def test_published_schema_is_itself_valid() -> None:
 
 
 def test_inherent_adaptations_are_the_unconditional_ones() -> None:
-    from conformance.catalogue import GATEWAY_MTLS_ADAPTATION, TEST_CA_ADAPTATION, lookup
-    from conformance.report import inherent_adaptations
+    from conformance.report.document import inherent_adaptations
+    from conformance.spec.catalogue import lookup
+    from conformance.spec.records import GATEWAY_MTLS_ADAPTATION, TEST_CA_ADAPTATION
 
     reasons = [a["reason"] for a in inherent_adaptations(lookup("ETP-02"))]
     assert reasons == [TEST_CA_ADAPTATION] and GATEWAY_MTLS_ADAPTATION in lookup("ETP-02").adaptations
     assert inherent_adaptations(lookup("EGW-04")) == []
+
+
+def test_an_adaptation_the_run_recorded_is_listed_once() -> None:
+    """ETP-02's run applies the test-CA DestinationRule itself: the catalogue's inherent entry of the same
+    adaptation must not be added a second time, and the recorded one keeps its manifests."""
+    from conformance.engine.actions import CheckActions
+    from conformance.engine.check_run import Adaptation, CheckRun
+    from conformance.report.document import run_adaptations
+    from conformance.spec.catalogue import lookup
+    from conformance.spec.records import TEST_CA_ADAPTATION
+
+    check = lookup("ETP-02")
+    run = CheckRun(check, CheckActions(check.id, "x::y", "sidecar", check.profile.value, check.title))
+    run.adaptations.append(Adaptation(TEST_CA_ADAPTATION, ("scenarios/etp/native/tls-origination.yaml",)))
+    listed = run_adaptations(run, ran=True)
+    assert [a["reason"] for a in listed] == [TEST_CA_ADAPTATION]
+    assert listed[0]["manifests"] == ["scenarios/etp/native/tls-origination.yaml"]
+    assert run_adaptations(CheckRun(check, run.actions), ran=True) == [
+        {"reason": TEST_CA_ADAPTATION, "manifests": [], "inherent": True}
+    ]
+    assert run_adaptations(CheckRun(check, run.actions), ran=False) == []

@@ -19,10 +19,10 @@ import pytest
 import yaml
 
 from conformance import PROJECT_ROOT
-from conformance.binaries import BinaryError, DownloadSpec, ensure_download
-from conformance.collector import ORACLE_SCHEMA, _failure_summary, allure_environment
-from conformance.processes import run_bounded
-from conformance.summary import render_summary
+from conformance.core.processes import run_bounded
+from conformance.harness.collector import ORACLE_SCHEMA, _failure_summary, allure_environment
+from conformance.platform.binaries import BinaryError, DownloadSpec, ensure_download
+from conformance.report.summary import render_summary
 from tests.plan_run import PlanRun
 from tests.test_binaries import ReleaseServer
 
@@ -32,9 +32,14 @@ E2E = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-m", "egress"]
 def harness(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("EGRESS_")}
     return subprocess.run(
-        [*E2E, *args], cwd=PROJECT_ROOT, env={**clean, **(env or {})}, capture_output=True, text=True,
-        timeout=timeout, check=False,
-    )  # fmt: skip
+        [*E2E, *args],
+        cwd=PROJECT_ROOT,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def allure_results(directory: Path) -> list[dict[str, Any]]:
@@ -90,9 +95,13 @@ def test_a_kind_that_cannot_create_the_cluster_stops_the_run_once_and_the_report
     docker.chmod(0o755)
     report_dir = tmp_path / "reports"
     result = harness(
-        "--mesh-mode", "sidecar", "--kind-bin", str(kind), f"--report-dir={report_dir}",
+        "--mesh-mode",
+        "sidecar",
+        "--kind-bin",
+        str(kind),
+        f"--report-dir={report_dir}",
         env={"PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"},
-    )  # fmt: skip
+    )
     output = result.stdout + result.stderr
     assert result.returncode == pytest.ExitCode.USAGE_ERROR, output[-3000:]
     assert output.count("failed to create cluster: node image not present") <= 2, output[-3000:]
@@ -149,10 +158,13 @@ def test_an_istio_release_that_does_not_exist_is_named_by_its_option(tmp_path: P
     server = ReleaseServer()
     try:
         spec = DownloadSpec(
-            name="istioctl", version="1.30.99", url=server.url("/1.30.99/istioctl.tar.gz"),
-            checksum_url=server.url("/1.30.99/istioctl.tar.gz.sha256"), archive_member="istioctl",
+            name="istioctl",
+            version="1.30.99",
+            url=server.url("/1.30.99/istioctl.tar.gz"),
+            checksum_url=server.url("/1.30.99/istioctl.tar.gz.sha256"),
+            archive_member="istioctl",
             version_option="--istio-version",
-        )  # fmt: skip
+        )
         with pytest.raises(BinaryError) as error:
             ensure_download(spec, tmp_path)
     finally:
@@ -165,9 +177,13 @@ def test_an_istio_release_that_does_not_exist_is_named_by_its_option(tmp_path: P
 
 def test_images_list_names_an_unsupported_istio_version_with_exit_4() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "conformance.images", "list", "--istio-version", "1.28.0"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        [sys.executable, "-m", "conformance.images.loading", "list", "--istio-version", "1.28.0"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 4
     assert "argument --istio-version: Istio 1.28.0 is not supported" in result.stderr
     assert "Traceback" not in result.stderr and not result.stdout
@@ -193,15 +209,28 @@ def test_a_failure_reason_keeps_its_whole_first_line_and_the_summary_keeps_it_to
     assert _failure_summary(Report()) == long  # type: ignore[arg-type]
     report = {
         "implementation": {"project": "istio", "version": "1.30.3"},
-        "run": {"id": "r", "plan": False, "certifiable": False, "notCertifiableBecause": [long],
-                "certifiableProfiles": []},
-        "date": "2026-12-07", "harness": {"version": "0.1.0", "commit": None},
+        "run": {
+            "id": "r",
+            "plan": False,
+            "certifiable": False,
+            "notCertifiableBecause": [long],
+            "certifiableProfiles": [],
+        },
+        "date": "2026-12-07",
+        "harness": {"version": "0.1.0", "commit": None},
         "environment": {"istio": {"requestedVersion": "1.30.3"}},
-        "profiles": [{"name": "EGRESS-SIDECAR", "summary": {"result": "failure"}, "certifiable": False,
-                      "notCertifiableBecause": [long],
-                      "checks": [{"id": "EGW-01", "mode": "sidecar", "result": "failed", "reason": long}]}],
-        "deviations": [], "evidence": {"files": [], "errors": [], "directory": "evidence"},
-    }  # fmt: skip
+        "profiles": [
+            {
+                "name": "EGRESS-SIDECAR",
+                "summary": {"result": "failure"},
+                "certifiable": False,
+                "notCertifiableBecause": [long],
+                "checks": [{"id": "EGW-01", "mode": "sidecar", "result": "failed", "reason": long}],
+            }
+        ],
+        "deviations": [],
+        "evidence": {"files": [], "errors": [], "directory": "evidence"},
+    }
     assert render_summary(report).count(fix) == 3
 
 
@@ -209,7 +238,7 @@ def test_a_failure_reason_keeps_its_whole_first_line_and_the_summary_keeps_it_to
 
 SETUP_ERROR = """
 import pytest
-from conformance.catalogue import check
+from conformance.spec.catalogue import check
 
 @pytest.fixture
 def broken():
@@ -227,9 +256,17 @@ def test_a_check_that_errored_in_set_up_is_filed_under_its_profile_family_and_id
     pytester.makepyfile(test_setup=SETUP_ERROR)
     allure_dir, junit = tmp_path / "allure", tmp_path / "junit.xml"
     pytester.runpytest_inprocess(
-        "-p", "no:cacheprovider", "-m", "egress", "--plan", "--mesh-mode", "sidecar",
-        f"--alluredir={allure_dir}", f"--junitxml={junit}", f"--report-dir={tmp_path / 'reports'}",
-    ).assert_outcomes(errors=1)  # fmt: skip
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        "egress",
+        "--plan",
+        "--mesh-mode",
+        "sidecar",
+        f"--alluredir={allure_dir}",
+        f"--junitxml={junit}",
+        f"--report-dir={tmp_path / 'reports'}",
+    ).assert_outcomes(errors=1)
     (result,) = allure_results(allure_dir)
     labels = {(label["name"], label["value"]) for label in result["labels"]}
     assert {("epic", "EGRESS-SIDECAR"), ("feature", "EGW"), ("story", "EGW-01")} <= labels
@@ -281,24 +318,45 @@ def test_oracle_json_has_a_published_schema_that_real_verdicts_follow(tmp_path: 
     schema = json.loads(ORACLE_SCHEMA.read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     document = {
-        "istioBranch": "1.30", "istioModule": "istio.io/istio@v0.0.0-x",
+        "istioBranch": "1.30",
+        "istioModule": "istio.io/istio@v0.0.0-x",
         "summary": {"agrees": 1, "disagrees": 0, "not-predicted": 1},
-        "checks": [{"id": "EGW-04", "mode": "sidecar", "oracle": "agrees",
-                    "probes": [{"probe": "p1", "oracle": "agrees", "predictedPath": "sidecar -> gateway",
-                                "predictedOutcome": "http(301)"}]},
-                   {"id": "NSD-06", "mode": "sidecar", "oracle": "not-predicted", "reasons": ["NetworkPolicy"]}],
-    }  # fmt: skip
+        "checks": [
+            {
+                "id": "EGW-04",
+                "mode": "sidecar",
+                "oracle": "agrees",
+                "probes": [
+                    {
+                        "probe": "p1",
+                        "oracle": "agrees",
+                        "predictedPath": "sidecar -> gateway",
+                        "predictedOutcome": "http(301)",
+                    }
+                ],
+            },
+            {"id": "NSD-06", "mode": "sidecar", "oracle": "not-predicted", "reasons": ["NetworkPolicy"]},
+        ],
+    }
     jsonschema.validate(document, schema)
     document["checks"][0]["oracle"] = "probably"  # type: ignore[index]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(document, schema)
     overview = allure_environment(
-        {"run": {"id": "r", "plan": True, "certifiable": False, "notCertifiableBecause": ["plan run"]},
-         "implementation": {"organization": "istio", "project": "istio", "version": None},
-         "harness": {"version": "0.1.0", "commit": None}, "profiles": [], "deviations": [],
-         "environment": {"istio": {"version": None, "requestedVersion": "1.30.3", "installedBy": "harness",
-                                   "installMethod": {}}, "dataPlanes": [], "modes": ["sidecar"], "kind": None,
-                         "kubernetes": {"version": None, "provider": "kind"}}},
+        {
+            "run": {"id": "r", "plan": True, "certifiable": False, "notCertifiableBecause": ["plan run"]},
+            "implementation": {"organization": "istio", "project": "istio", "version": None},
+            "harness": {"version": "0.1.0", "commit": None},
+            "profiles": [],
+            "deviations": [],
+            "environment": {
+                "istio": {"version": None, "requestedVersion": "1.30.3", "installedBy": "harness", "installMethod": {}},
+                "dataPlanes": [],
+                "modes": ["sidecar"],
+                "kind": None,
+                "kubernetes": {"version": None, "provider": "kind"},
+            },
+        },
         {"agrees": 1, "disagrees": 0, "not-predicted": 1},
-    )  # fmt: skip
+    )
     assert overview["oracle"] == "agrees 1, disagrees 0, not-predicted 1"

@@ -9,15 +9,17 @@ from typing import Any
 
 import pytest
 
-from conformance.accesslog import AccessLogEntry, LogExpectation
-from conformance.actions import CheckActions
-from conformance.catalogue import GATEWAY_MTLS_ADAPTATION, GATEWAY_PLAINTEXT_ADAPTATION, lookup
-from conformance.fixtures import egress_waypoint
-from conformance.kube import ObjectRef
-from conformance.mesh_config import OutboundMode
-from conformance.planning import PlanRuntime, overlay_egress_gateway
-from conformance.probe import CurlRequest, Headers, Outcome, ProbeResult, ResponseExpectation, http
-from conformance.runtime import (
+from conformance.checks import REGISTRY_ONLY
+from conformance.checks.clients import Client
+from conformance.checks.curl_args import parse_curl
+from conformance.checks.errors import ScenarioError
+from conformance.checks.gateway_hop import ISTIO_MUTUAL, PLAINTEXT
+from conformance.checks.gateways import EgressGateway, Waypoint
+from conformance.checks.step import Step
+from conformance.core.timeouts import DEFAULT_TIMEOUTS, Timeouts
+from conformance.engine.actions import Action, CheckActions
+from conformance.engine.check_run import CheckRun
+from conformance.engine.runtime import (
     Applied,
     EgressGatewayInfo,
     LogLookup,
@@ -28,21 +30,18 @@ from conformance.runtime import (
     Workload,
     WorkloadSpec,
 )
-from conformance.scenario import (
-    ISTIO_MUTUAL,
-    PLAINTEXT,
-    REGISTRY_ONLY,
-    CheckRun,
-    Client,
-    EgressGateway,
-    ScenarioError,
-    Step,
-    Waypoint,
-    parse_curl,
-)
-from conformance.settings import MeshMode
-from conformance.timeouts import DEFAULT_TIMEOUTS, Timeouts
-from conformance.workloads import FRONTEND_SLEEP, SLEEP, SLEEP_A
+from conformance.harness.fixtures import egress_waypoint
+from conformance.istio.mesh_config import OutboundMode
+from conformance.kube.api import ObjectRef
+from conformance.probe.accesslog import AccessLogEntry, LogExpectation
+from conformance.probe.curl import CurlRequest
+from conformance.probe.outcomes import Outcome, http
+from conformance.probe.responses import Headers, ProbeResult, ResponseExpectation
+from conformance.runtimes.planning import PlanRuntime, overlay_egress_gateway
+from conformance.settings.options import MeshMode
+from conformance.spec.catalogue import lookup
+from conformance.spec.records import GATEWAY_MTLS_ADAPTATION, GATEWAY_PLAINTEXT_ADAPTATION
+from conformance.world.workloads import FRONTEND_SLEEP, SLEEP, SLEEP_A
 
 VARIABLES = {"INGRESS_GATEWAY_IP": "10.96.0.9"}
 
@@ -55,16 +54,28 @@ VARIABLES = {"INGRESS_GATEWAY_IP": "10.96.0.9"}
     [
         (("-sI", "http://aliyun.com"), "HEAD", "http://aliyun.com", ()),
         (("-I", "-s", "http://aliyun.com"), "HEAD", "http://aliyun.com", ()),
-        (("--header", "host:test.com", "$INGRESS_GATEWAY_IP/status/418"), "GET", "10.96.0.9/status/418",
-         (("host", "test.com"),)),
-        (("-H", "Host: test.com", "${INGRESS_GATEWAY_IP}/status/200", "-I"), "HEAD", "10.96.0.9/status/200",
-         (("host", "test.com"),)),
-        (("-s", "-o", "/dev/null", "-w", "%{http_code}\\n", "http://www.httpbin.org"), "GET",
-         "http://www.httpbin.org", ()),
+        (
+            ("--header", "host:test.com", "$INGRESS_GATEWAY_IP/status/418"),
+            "GET",
+            "10.96.0.9/status/418",
+            (("host", "test.com"),),
+        ),
+        (
+            ("-H", "Host: test.com", "${INGRESS_GATEWAY_IP}/status/200", "-I"),
+            "HEAD",
+            "10.96.0.9/status/200",
+            (("host", "test.com"),),
+        ),
+        (
+            ("-s", "-o", "/dev/null", "-w", "%{http_code}\\n", "http://www.httpbin.org"),
+            "GET",
+            "http://www.httpbin.org",
+            (),
+        ),
         (("-X", "post", "http://httpbin.org/post"), "POST", "http://httpbin.org/post", ()),
         (("-d", "x=1", "http://httpbin.org/post"), "POST", "http://httpbin.org/post", ()),
     ],
-)  # fmt: skip
+)
 def test_documented_curl_commands_become_requests(
     words: tuple[str, ...], method: str, url: str, headers: tuple[tuple[str, str], ...]
 ) -> None:
@@ -105,13 +116,15 @@ class RecordingRuntime:
 
     def __init__(self, *, created: bool = True, gateway_labels: Mapping[str, str] | None = None) -> None:
         self.calls: list[tuple[str, Any]] = []
+        self.announced: list[tuple[str, str]] = []
         self.created = created
         self.created_overrides: dict[str, bool] = {}
         self.entries: list[AccessLogEntry] = []
         self.log_sources: list[LogSource] = []
         base = overlay_egress_gateway()
-        self.gateway = EgressGatewayInfo(base.namespace, base.name, base.service_account,
-                                         dict(gateway_labels or base.pod_labels), base.ports)  # fmt: skip
+        self.gateway = EgressGatewayInfo(
+            base.namespace, base.name, base.service_account, dict(gateway_labels or base.pod_labels), base.ports
+        )
         self.outcome = http(301)
         self.headers = Headers()
         self._variables = dict(PlanRuntime(MeshMode.SIDECAR, DEFAULT_TIMEOUTS).variables())
@@ -129,6 +142,9 @@ class RecordingRuntime:
     def placeholders(self) -> Mapping[str, str]:
         return {}
 
+    def announce(self, check_id: str, action: Action) -> None:
+        self.announced.append((check_id, action.type))
+
     def log_correlation(self, observation: Observation, source: LogSource) -> str | None:
         return None
 
@@ -137,6 +153,9 @@ class RecordingRuntime:
 
     def secret_variables(self) -> frozenset[str]:
         return frozenset()
+
+    def secret_values(self) -> list[str]:
+        return []
 
     def apply(self, docs: Sequence[dict[str, Any]]) -> list[Applied]:
         applied = []
@@ -176,18 +195,36 @@ class RecordingRuntime:
         return self.gateway
 
     def probe(
-        self, probe_id: str, client: Workload, request: CurlRequest, expectation: ResponseExpectation,
-        until: Until, changed_at: float | None,
-    ) -> Observation:  # fmt: skip
+        self,
+        probe_id: str,
+        client: Workload,
+        request: CurlRequest,
+        expectation: ResponseExpectation,
+        until: Until,
+        changed_at: float | None,
+    ) -> Observation:
         self.calls.append(("probe", (client.ref, request, until)))
         now = datetime.now(UTC)
         outcome = http(204) if "log-control" in request.display() else self.outcome
         result = ProbeResult(
-            outcome=outcome, status=outcome.status, headers=self.headers, body="", body_truncated=False,
-            curl_exit_code=0, exec_exit_code=0, curl_error=None, stderr="", command=("curl",),
-            display_command=request.display(), token=f"token-{probe_id}-0123", namespace=client.namespace,
-            pod=client.pod, pod_ip=client.ip, started_at=now, finished_at=now,
-        )  # fmt: skip
+            outcome=outcome,
+            status=outcome.status,
+            headers=self.headers,
+            body="",
+            body_truncated=False,
+            curl_exit_code=0,
+            exec_exit_code=0,
+            curl_error=None,
+            stderr="",
+            command=("curl",),
+            display_command=request.display(),
+            token=f"token-{probe_id}-0123",
+            namespace=client.namespace,
+            pod=client.pod,
+            pod_ip=client.ip,
+            started_at=now,
+            finished_at=now,
+        )
         if not expectation.matches(result):
             raise AssertionError(f"{probe_id}: {outcome} is not {expectation}")
         return Observation(probe_id, client, request, expectation, until, result)
@@ -269,7 +306,7 @@ def test_mesh_setting_is_restored_after_the_other_undo_steps_even_when_deletion_
 
 
 def test_a_manifest_failing_strict_validation_is_never_applied(tmp_path: Any, monkeypatch: Any) -> None:
-    from conformance import manifests
+    from conformance.core import manifests
 
     broken = tmp_path / "scenarios" / "broken.yaml"
     broken.parent.mkdir()
@@ -285,7 +322,7 @@ def test_a_manifest_failing_strict_validation_is_never_applied(tmp_path: Any, mo
 
 
 def test_a_scenario_object_without_namespace_is_refused(tmp_path: Any, monkeypatch: Any) -> None:
-    from conformance import manifests
+    from conformance.core import manifests
 
     path = tmp_path / "scenarios" / "no-namespace.yaml"
     path.parent.mkdir()
@@ -335,8 +372,9 @@ def test_gateway_hop_adaptation_follows_the_gateway_pod_label(
 def test_istio_mutual_hop_with_listed_hosts_names_the_sni() -> None:
     runtime = RecordingRuntime()
     step = new_step(runtime, "ETP-01")
-    step.sidecars_reach(EgressGateway(step, runtime.gateway), over=ISTIO_MUTUAL, namespace="mytest",
-                        sni="www.httpbin.org")  # fmt: skip
+    step.sidecars_reach(
+        EgressGateway(step, runtime.gateway), over=ISTIO_MUTUAL, namespace="mytest", sni="www.httpbin.org"
+    )
     dr = step.run.actions.actions[-1].as_dict()["resources"][0]
     assert dr["metadata"]["namespace"] == "mytest"
     assert dr["spec"]["trafficPolicy"]["tls"] == {"mode": "ISTIO_MUTUAL", "sni": "www.httpbin.org"}
@@ -372,6 +410,19 @@ def test_no_log_entry_is_checked_only_after_the_positive_control_shows_up() -> N
     control = calls_of(runtime, "probe")[1]
     assert control[0].startswith("external") and "log-control.egress-conformance.invalid" in control[1].display()
     assert calls_of(runtime, "log read") == [("egress-gateway", "p1")]
+
+
+def test_every_recorded_action_is_announced_to_the_runtime_once_in_order() -> None:
+    """The plan printout is the runtime's: each verb records its action once and the runtime hears of it."""
+    runtime = RecordingRuntime()
+    step = new_step(runtime, "EGW-03")
+    client = Client(step, runtime.workload(SLEEP))
+    r = client.curl("-sI", "http://aliyun.com").converges_to(http(301))
+    EgressGateway(step, runtime.gateway).no_log_for(r)
+    step.cleanup()
+    recorded = [(step.check.id, action.type) for action in step.run.actions.actions]
+    assert runtime.announced == recorded
+    assert [kind for _, kind in recorded] == ["probe", "apply", "probe", "log", "log", "delete"]
 
 
 def test_an_entry_that_must_not_exist_fails_the_check() -> None:
@@ -442,9 +493,12 @@ def test_waypoint_log_is_read_from_the_gateways_pods_in_its_namespace() -> None:
     Waypoint(step, "istio-egress", "waypoint").log_for(r).has(upstream_cluster="inbound-vip|80|http|aliyun.com")
     (source,) = runtime.log_sources
     assert source == LogSource(
-        ProxyKind.WAYPOINT, "istio-egress/waypoint", "istio-egress", "gateway.networking.k8s.io/gateway-name=waypoint",
+        ProxyKind.WAYPOINT,
+        "istio-egress/waypoint",
+        "istio-egress",
+        "gateway.networking.k8s.io/gateway-name=waypoint",
         "istio-proxy",
-    )  # fmt: skip
+    )
     record = step.run.actions.actions[-1].as_dict()
     assert record["proxy"] == {"kind": "waypoint", "workload": "istio-egress/waypoint"}
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance import versions
-from conformance.settings import (
+from conformance.core import versions
+from conformance.settings.options import (
     OPTIONS,
     EtpProvider,
     IstioSource,

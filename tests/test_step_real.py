@@ -15,16 +15,18 @@ import pytest
 import yaml
 
 from conformance import MANIFESTS_DIR
-from conformance.actions import CheckActions
-from conformance.catalogue import lookup
-from conformance.external import new_pki
-from conformance.kube import Kube, ObjectRef
-from conformance.live import LiveRuntime
-from conformance.pki import RunPKI
-from conformance.runtime import EgressGatewayInfo, GatewayPort
-from conformance.scenario import REGISTRY_ONLY, CheckRun, Step
-from conformance.settings import MeshMode
-from conformance.timeouts import Timeouts
+from conformance.checks import REGISTRY_ONLY
+from conformance.checks.step import Step
+from conformance.core.timeouts import Timeouts
+from conformance.engine.actions import CheckActions
+from conformance.engine.check_run import CheckRun
+from conformance.engine.runtime import EgressGatewayInfo, GatewayPort
+from conformance.kube.api import Kube, ObjectRef
+from conformance.runtimes.live import LiveRuntime
+from conformance.settings.options import MeshMode
+from conformance.spec.catalogue import lookup
+from conformance.world.external import new_pki
+from conformance.world.pki import RunPKI
 from tests.real_apiserver import RealApiServer
 
 APPLY = "application/apply-patch+yaml"
@@ -70,8 +72,11 @@ def cluster(real_apiserver: RealApiServer) -> Iterator[tuple[RealApiServer, Kube
         crds = [doc for doc in yaml.load_all(ISTIO_CRDS.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader) if doc]
         kube.apply(crds)
         kube.wait_crds_established([d["metadata"]["name"] for d in crds], TIMEOUTS.crd_established)
-        apply_as(real_apiserver, "/api/v1/namespaces/istio-system",
-                 {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}})  # fmt: skip
+        apply_as(
+            real_apiserver,
+            "/api/v1/namespaces/istio-system",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}},
+        )
         yield real_apiserver, kube
 
 
@@ -79,11 +84,18 @@ def cluster(real_apiserver: RealApiServer) -> Iterator[tuple[RealApiServer, Kube
 def existing(cluster: tuple[RealApiServer, Kube]) -> Iterator[Kube]:
     """Istio's mesh ConfigMap and the seed's Gateway, as someone else installed them."""
     server, kube = cluster
-    configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio", "namespace": "istio-system"},
-                 "data": {"mesh": MESH_TEXT}}  # fmt: skip
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "istio", "namespace": "istio-system"},
+        "data": {"mesh": MESH_TEXT},
+    }
     apply_as(server, "/api/v1/namespaces/istio-system/configmaps/istio", configmap)
-    apply_as(server, "/apis/networking.istio.io/v1beta1/namespaces/istio-system/gateways/istio-egressgateway",
-             EXISTING_GATEWAY)  # fmt: skip
+    apply_as(
+        server,
+        "/apis/networking.istio.io/v1beta1/namespaces/istio-system/gateways/istio-egressgateway",
+        EXISTING_GATEWAY,
+    )
     yield kube
     server.request("DELETE", "/apis/networking.istio.io/v1beta1/namespaces/istio-system/gateways/istio-egressgateway")
 

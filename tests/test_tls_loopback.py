@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from conformance.external import PUBLIC_HOSTS, new_pki
-from conformance.pki import RunPKI
+from conformance.world.external import PUBLIC_HOSTS, new_pki
+from conformance.world.pki import RunPKI
 
 TLS_VERSIONS = [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3]
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from conformance import MANIFESTS_DIR, gateway_api, versions
+from conformance import MANIFESTS_DIR
+from conformance.core import versions
+from conformance.istio import gateway_api
 
 VENDORED_DIRS = (MANIFESTS_DIR / "schemas", MANIFESTS_DIR / "gateway-api")
 _TABLE_ROW = re.compile(r"^\| `(?P<file>[^`]+)` \| .* \| `(?P<sha256>[0-9a-f]{64})` \|$", re.M)

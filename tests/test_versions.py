@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 import yaml
 
-from conformance import PROJECT_ROOT, binaries, cluster, versions
-from conformance.settings import MeshMode, Settings
-from conformance.validation import CRD_SOURCES, KUBERNETES_VERSION
+from conformance import PROJECT_ROOT
+from conformance.core import versions
+from conformance.kube.validation import CRD_SOURCES, KUBERNETES_VERSION
+from conformance.platform import binaries, cluster
+from conformance.settings.options import MeshMode, Settings
 from tests.fakes.executables import FakeBin, FakeExecutable
 
 RAW: dict[str, Any] = yaml.safe_load(versions.VERSIONS_PATH.read_text(encoding="utf-8"))
@@ -157,7 +159,7 @@ def test_matrix_is_every_minor_by_mode_by_oldest_and_newest_kubernetes() -> None
 
 def test_matrix_command_prints_one_line_of_json_for_from_json() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "conformance.versions", "matrix"],
+        [sys.executable, "-m", "conformance.core.versions", "matrix"],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,

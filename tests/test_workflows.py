@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
-from conformance import PROJECT_ROOT, matrix_summary
-from conformance.settings import OPTIONS
+from conformance import PROJECT_ROOT
+from conformance.report import matrix_summary
+from conformance.settings.options import OPTIONS
 
 WORKFLOWS_DIR = PROJECT_ROOT / ".github" / "workflows"
 README = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
@@ -258,7 +259,7 @@ def test_summary_job_collects_every_cell(nightly: dict[str, Any]) -> None:
     assert job["if"].startswith("always()")
     (download,) = [s for s in job["steps"] if s.get("uses", "").startswith("actions/download-artifact@")]
     assert download["with"] == {"pattern": matrix_summary.ARTIFACT_PREFIX + "*", "path": "cells"}
-    (collect,) = [s for s in run_steps(job) if "-m conformance.matrix_summary" in s["run"]]
+    (collect,) = [s for s in run_steps(job) if "-m conformance.report.matrix_summary" in s["run"]]
     assert '--matrix "$MATRIX" --cells cells' in collect["run"]
     assert collect["env"]["MATRIX"] == "${{ needs.versions.outputs.matrix }}"
     assert '>> "$GITHUB_STEP_SUMMARY"' in collect["run"]

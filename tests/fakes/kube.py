@@ -1,4 +1,4 @@
-"""A base for in-memory stand-ins of ``conformance.kube.Kube``.
+"""A base for in-memory stand-ins of ``conformance.kube.api.Kube``.
 
 ``KubeStandIn`` implements the whole ``KubeLike`` protocol, so a stand-in that overrides only the methods
 its test expects still type-checks wherever the library takes a ``KubeLike``; any other call fails the
@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from conformance.kube import FIELD_MANAGER, AppliedObject, ExecResult, ObjectRef, PodInfo
+from conformance.kube.api import FIELD_MANAGER, AppliedObject, ExecResult, ObjectRef, PodInfo
 
 
 def _unexpected(method: str) -> NoReturn:

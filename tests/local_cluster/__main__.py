@@ -29,7 +29,7 @@ from tests.local_cluster.tier import prepare
 DEFAULT_REPORT_DIR = REPOSITORY / "reports" / "local-cluster"
 KIND_CLUSTER_LABEL = "io.x-k8s.kind.cluster"
 KIND_NETWORK = "kind"
-#: Progress lines of the harness (conformance.progress.step) whose durations are figures of the run.
+#: Progress lines of the harness (conformance.core.progress.step) whose durations are figures of the run.
 RUN_STAGES = {
     "cluster create": re.compile(r"creating kind cluster .*: done in ([\d.]+)s"),
     "image load": re.compile(r"kind load docker-image: .*: done in ([\d.]+)s"),

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conformance.processes import run_bounded
+from conformance.core.processes import run_bounded
 
 CACHE_ENV = "EGRESS_LOCAL_CLUSTER_CACHE"
 DEFAULT_CACHE = Path("~/.cache/egress-conformance/local-cluster")

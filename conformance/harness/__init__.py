@@ -1,0 +1,1 @@
+"""The pytest plugin: options, fixtures, result collection, failure handling, ``--keep-on-failure``."""

@@ -1,0 +1,1 @@
+"""The conformance report, its Markdown summaries and the environment the run observed."""

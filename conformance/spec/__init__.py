@@ -1,0 +1,1 @@
+"""The check catalogue: what each check verifies, what its seed documents and what upstream Istio does."""

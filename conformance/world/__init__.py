@@ -1,0 +1,1 @@
+"""The world the checks reach: in-cluster origins under public names, their PKI, the client workloads."""
