@@ -9,7 +9,6 @@ from typing import Any
 from conformance.checks.curl_args import parse_curl
 from conformance.checks.proxies import Proxy
 from conformance.checks.step import Step
-from conformance.core import evidence
 from conformance.engine.actions import expectation_dict
 from conformance.engine.runtime import LogSource, Observation, ProxyKind, Until, Workload
 from conformance.probe.accesslog import Exact, FieldMatcher
@@ -80,8 +79,7 @@ class Client:
         what = f"{workload.ref} pods run the {SIDECAR_CONTAINER} sidecar"
         step.run.actions.use_workload(workload.record())
         step.run.actions.use_namespace(workload.namespace, workload.namespace_labels)
-        with evidence.step(what):
-            step.record_action("wait", what=what, client=workload.ref, container=SIDECAR_CONTAINER)
+        with step.action("wait", what, what=what, client=workload.ref, container=SIDECAR_CONTAINER):
             step.runtime.await_sidecar(workload)
 
     def curl(self, *args: str) -> Request:
@@ -127,19 +125,18 @@ class Request:
         actions.use_workload(workload.record())
         actions.use_namespace(workload.namespace, workload.namespace_labels)
         verb = "converges to" if until is Until.CONVERGES else "holds"
-        with evidence.step(f"{workload.ref}: {self.documented} {verb} {expectation}"):
-            fields: dict[str, Any] = {
-                "probe": probe_id,
-                "client": workload.ref,
-                "request": _request_record(request, self.documented),
-                "expect": expectation_dict(expectation),
-                "until": until.value,
-            }
-            if control:
-                fields["control"] = True
-            step.record_action("probe", **fields)
+        fields: dict[str, Any] = {
+            "probe": probe_id,
+            "client": workload.ref,
+            "request": _request_record(request, self.documented),
+            "expect": expectation_dict(expectation),
+            "until": until.value,
+        }
+        if control:
+            fields["control"] = True
+        with step.action("probe", f"{workload.ref}: {self.documented} {verb} {expectation}", **fields) as attach:
             observation = runtime.probe(probe_id, workload, request, expectation, until, step.changed_at)
-            evidence.attach_text(probe_transcript(observation, self.documented), f"{probe_id}: {self.documented}")
+            attach.text(probe_transcript(observation, self.documented), f"{probe_id}: {self.documented}")
         step.run.observations.append(observation)
         return observation
 

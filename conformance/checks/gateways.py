@@ -6,7 +6,6 @@ from __future__ import annotations
 from conformance.checks.clients import Client, response_expectation
 from conformance.checks.proxies import Proxy
 from conformance.checks.step import Step
-from conformance.core import evidence
 from conformance.engine.runtime import EgressGatewayInfo, LogLookup, LogSource, Observation, ProxyKind, Until
 from conformance.probe.outcomes import http
 
@@ -26,7 +25,7 @@ class EgressGateway(Proxy):
         """No entry for this request — proven against a control request through the same gateway, sent
         after it, whose entry must appear first (Envoy flushes its access log in order, with a delay)."""
         step = self._step
-        with evidence.step(f"egress gateway has no entry for {observation.probe_id} (positive control)"):
+        with step.group(f"egress gateway has no entry for {observation.probe_id} (positive control)"):
             step.apply(self.CONTROL_MANIFEST, adaptation="positive control for an absent access-log entry")
             control_client = Client(step, step.runtime.probe_client())
             control_request = control_client.curl("-s", "-H", f"host:{self.CONTROL_HOST}", f"http://{self.info.host}/")

@@ -6,7 +6,6 @@ from typing import Any
 
 from conformance.checks.errors import ScenarioError
 from conformance.checks.step import Step
-from conformance.core import evidence
 from conformance.engine.actions import matcher_dict
 from conformance.engine.runtime import LogLookup, LogSource, Observation
 from conformance.probe.accesslog import (
@@ -76,20 +75,18 @@ class LogAssertion:
         spec: FieldSpec = dict(fields)
         expectation = LogExpectation(spec)
         compiled = compile_spec(spec)
-        with evidence.step(
-            f"{self._source.kind.value} {self._source.workload} logs {self._observation.probe_id}: {expectation}"
-        ):
-            record: dict[str, Any] = {
-                "probe": self._observation.probe_id,
-                "proxy": self._source.record(),
-                "present": True,
-                "fields": {name: matcher_dict(m) for name, m in compiled.items()},
-            }
-            record.update(self._lookup.record())
-            self._step.record_action("log", **record)
+        record: dict[str, Any] = {
+            "probe": self._observation.probe_id,
+            "proxy": self._source.record(),
+            "present": True,
+            "fields": {name: matcher_dict(m) for name, m in compiled.items()},
+            **self._lookup.record(),
+        }
+        title = f"{self._source.kind.value} {self._source.workload} logs {self._observation.probe_id}: {expectation}"
+        with self._step.action("log", title, **record) as attach:
             entry = self._step.runtime.await_log_entry(self._source, self._observation, expectation, self._lookup)
             if entry is not None:
-                evidence.attach_json(entry.line or entry.summary(), "access-log entry")
+                attach.json(entry.line or entry.summary(), "access-log entry")
             correlated = self._step.runtime.log_correlation(self._observation, self._source)
             if correlated is not None:
                 self._step.run.details.setdefault("logCorrelation", []).append(

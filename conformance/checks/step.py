@@ -31,6 +31,22 @@ SCENARIO_MANIFESTS = "scenarios"
 HARNESS_MANIFESTS = "scenarios/harness"
 
 
+class Attachments:
+    """What an action attaches to its Allure step."""
+
+    def yaml(self, text: str, name: str) -> None:
+        evidence.attach_yaml(text, name)
+
+    def json(self, text: str, name: str) -> None:
+        evidence.attach_json(text, name)
+
+    def text(self, text: str, name: str) -> None:
+        evidence.attach_text(text, name)
+
+
+ATTACHMENTS = Attachments()
+
+
 class KnownGateway(Protocol):
     """An egress gateway as the check knows it (``conformance.checks.gateways.EgressGateway``)."""
 
@@ -89,6 +105,20 @@ class Step:
         action = self.run.actions.add(type_, self._label, **fields)
         self.runtime.announce(self.check.id, action)
 
+    @contextlib.contextmanager
+    def action(self, type_: str, title: str, **fields: Any) -> Iterator[Attachments]:
+        """One verb's action: recorded once in the check's log and shown as one Allure step, ``title``,
+        holding what the verb attaches (a manifest, a probe's transcript, a log entry)."""
+        with evidence.step(title):
+            self.record_action(type_, **fields)
+            yield ATTACHMENTS
+
+    @contextlib.contextmanager
+    def group(self, title: str) -> Iterator[None]:
+        """Several actions under one Allure step (the clean-up, a no-entry check with its control)."""
+        with evidence.step(title):
+            yield
+
     def record_observed(self, label: str, observation: Observation) -> None:
         """Keep an observation's outcome for the report (the catalogue asks for it, e.g. a pitfall)."""
         self.run.observed[label] = observation.outcome_text
@@ -100,8 +130,7 @@ class Step:
 
     def mesh(self, *, outbound: OutboundMode) -> None:
         """Set the mesh-wide outboundTrafficPolicy; the original mesh config is restored after the check."""
-        with evidence.step(f"mesh outboundTrafficPolicy {outbound.value}"):
-            self.record_action("mesh", outboundTrafficPolicy=outbound.value)
+        with self.action("mesh", f"mesh outboundTrafficPolicy {outbound.value}", outboundTrafficPolicy=outbound.value):
             self._undo.enter_context(self.runtime.outbound_policy(outbound))
             self._changed_now()
 
@@ -128,14 +157,11 @@ class Step:
         docs = [doc for name in manifest_files for doc in self.render(name, variables)]
         self._check_cross_references(docs, manifest_files)
         title = "apply " + ", ".join(manifest_files) + (" (adaptation)" if adaptation else "")
-        with evidence.step(title):
-            record: dict[str, Any] = {"sources": list(manifest_files), "resources": resources_dict(docs)}
-            if adaptation:
-                record["adaptation"] = adaptation
-            self.record_action("apply", **record)
-            evidence.attach_yaml(
-                yaml.safe_dump_all([redacted(d) for d in docs], sort_keys=False), " + ".join(manifest_files)
-            )
+        record: dict[str, Any] = {"sources": list(manifest_files), "resources": resources_dict(docs)}
+        if adaptation:
+            record["adaptation"] = adaptation
+        with self.action("apply", title, **record) as attach:
+            attach.yaml(yaml.safe_dump_all([redacted(d) for d in docs], sort_keys=False), " + ".join(manifest_files))
             applied = self.runtime.apply(docs)
         for item in applied:
             if item.created is False and item.ref not in self._created:
@@ -166,8 +192,7 @@ class Step:
         """Delete what these manifests define (e.g. revoke a policy) and wait until it is gone."""
         refs = [object_ref(doc) for name in manifest_files for doc in self.render(name)]
         self._configuration.delete(ref_dict(ref) for ref in refs)
-        with evidence.step("delete " + ", ".join(manifest_files)):
-            self.record_action("delete", resources=[ref_dict(r) for r in refs])
+        with self.action("delete", "delete " + ", ".join(manifest_files), resources=[ref_dict(r) for r in refs]):
             self.runtime.delete(refs)
         for ref in refs:
             self._created.pop(ref, None)
@@ -179,14 +204,9 @@ class Step:
         if not docs:
             raise ScenarioError(f"{manifest_file} holds no {kind or 'object'}")
         ref = object_ref(docs[0])
-        with evidence.step(f"wait for {ref} {condition}={status}"):
-            self.record_action(
-                "wait",
-                what=f"{ref} condition {condition}={status}",
-                resource=ref_dict(ref),
-                condition=condition,
-                status=status,
-            )
+        what = f"{ref} condition {condition}={status}"
+        fields = {"what": what, "resource": ref_dict(ref), "condition": condition, "status": status}
+        with self.action("wait", f"wait for {ref} {condition}={status}", **fields):
             self.runtime.wait_condition(ref, condition, status)
 
     def adapt(self, *manifest_files: str, reason: str, **variables: str) -> Adaptation:
@@ -223,7 +243,7 @@ class Step:
         errors: list[BaseException] = []
         created = list(self._created)
         changed = [ref for ref in self._changed if ref not in self._created]
-        with evidence.step("clean up"):
+        with self.group("clean up"):
             if created:
                 self.record_action("delete", resources=[ref_dict(r) for r in created], cleanup=True)
                 try:
