@@ -16,7 +16,7 @@ from conformance.core import versions
 from conformance.core.timeouts import Timeouts
 from conformance.platform import binaries, cluster
 from conformance.platform.cluster import ClusterError, ClusterHandle, KindCluster, KindVersion, provide_cluster
-from conformance.settings.options import Settings
+from conformance.settings.run_settings import Settings
 from tests.fakes.executables import FakeBin, FakeExecutable
 
 NAME = "egress-conformance"

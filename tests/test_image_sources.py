@@ -14,7 +14,8 @@ from conformance.images.image_list import default_variables, load
 from conformance.images.image_map import ImageMapError, load_image_map, run_images
 from conformance.images.kind_loading import Commands, ImageLoadError, load_local_images
 from conformance.istio.install import IstioInstaller
-from conformance.settings.options import MeshMode, Settings, SettingsError
+from conformance.settings.options import MeshMode, SettingsError
+from conformance.settings.run_settings import Settings
 
 LOCAL = MANIFESTS_DIR / "local-cluster"
 

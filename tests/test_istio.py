@@ -30,7 +30,8 @@ from conformance.istio.istioctl import istioctl_client_version, resolve_istioctl
 from conformance.istio.mesh_config import OutboundMode, outbound_traffic_policy
 from conformance.kube.api import KubeError, ObjectRef
 from conformance.platform import binaries
-from conformance.settings.options import MeshMode, Settings
+from conformance.settings.options import MeshMode
+from conformance.settings.run_settings import Settings
 from conformance.world.external import EXTERNAL_WORLD_LABEL
 from tests.fake_apiserver import merge_patch
 from tests.fakes.executables import FakeBin, FakeExecutable

@@ -11,7 +11,7 @@ from conformance.core import versions
 from conformance.report import matrix_summary
 from conformance.report.document import CheckRecord, CheckResult, build_report, write_report
 from conformance.report.matrix_summary import Cell, parse_matrix, read_cell, render, summarize
-from conformance.settings.options import Settings
+from conformance.settings.run_settings import Settings
 
 MATRIX = json.dumps({"include": [cell.as_dict() for cell in versions.VERSIONS.matrix()]})
 

@@ -28,7 +28,8 @@ from conformance.report.document import (
 )
 from conformance.report.environment import DataPlaneFacts, RunEnvironment, RunningImage
 from conformance.settings.implementation import Implementation
-from conformance.settings.options import IstioSource, MeshMode, Settings
+from conformance.settings.options import IstioSource, MeshMode
+from conformance.settings.run_settings import Settings
 from conformance.spec.catalogue import CATALOGUE
 
 NOW = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)

@@ -18,7 +18,8 @@ from conformance import PROJECT_ROOT
 from conformance.core import versions
 from conformance.kube.validation import CRD_SOURCES, KUBERNETES_VERSION
 from conformance.platform import binaries, cluster
-from conformance.settings.options import MeshMode, Settings
+from conformance.settings.options import MeshMode
+from conformance.settings.run_settings import Settings
 from tests.fakes.executables import FakeBin, FakeExecutable
 
 RAW: dict[str, Any] = yaml.safe_load(versions.VERSIONS_PATH.read_text(encoding="utf-8"))

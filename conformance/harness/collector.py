@@ -43,7 +43,7 @@ from conformance.report.document import (
     write_report,
 )
 from conformance.report.environment import RunEnvironment, git_commit
-from conformance.settings.options import Settings
+from conformance.settings.run_settings import Settings
 from conformance.spec.catalogue import CATALOGUE
 
 #: The routing oracle's verdicts, beside the plan (``--plan --oracle``).

@@ -30,7 +30,7 @@ from conformance.runtimes.failure_evidence import (
     check_directory,
     scenario_namespaces,
 )
-from conformance.settings.options import Settings
+from conformance.settings.run_settings import Settings
 from conformance.spec.model import Check
 
 EVIDENCE_KEY = pytest.StashKey[EvidenceCollection]()

@@ -26,7 +26,8 @@ from conformance.engine.check_run import CheckRun
 from conformance.engine.runtime import Runtime, WorkloadSpec
 from conformance.harness.keep import kept
 from conformance.report.environment import RunEnvironment
-from conformance.settings.options import IstioSource, MeshMode, Settings
+from conformance.settings.options import IstioSource, MeshMode
+from conformance.settings.run_settings import Settings
 from conformance.spec.catalogue import lookup
 from conformance.spec.model import Check
 from conformance.world.workloads import FRONTEND_SLEEP, FRONTEND_SLEEP_WITHOUT_SIDECAR, NGINX, SLEEP, SLEEP_A

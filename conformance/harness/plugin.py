@@ -40,15 +40,8 @@ from conformance.platform.cluster import (
     resolve_kind,
 )
 from conformance.report.environment import RunEnvironment
-from conformance.settings.options import (
-    OPTIONS,
-    IstioSource,
-    MeshMode,
-    Settings,
-    SettingsError,
-    check_writable_directory,
-    option_values,
-)
+from conformance.settings.options import OPTIONS, IstioSource, MeshMode, SettingsError, option_values
+from conformance.settings.run_settings import Settings, check_writable_directory
 from conformance.spec.catalogue import CATALOGUE
 from conformance.spec.model import Tier
 from conformance.world.external import ExternalWorld, new_pki, provide_external_world

@@ -32,7 +32,8 @@ from conformance.istio.components import (
 from conformance.istio.gateway_api import CrdKube, ensure_gateway_api_crds
 from conformance.istio.istioctl import resolve_istioctl
 from conformance.kube.api import KubeError, ObjectRef
-from conformance.settings.options import DEFAULT_ISTIO_HUB, MeshMode, Settings
+from conformance.settings.options import MeshMode
+from conformance.settings.run_settings import DEFAULT_ISTIO_HUB, Settings
 
 
 class InstallerKube(CrdKube, Protocol):

@@ -14,7 +14,7 @@ from conformance.core import progress, versions
 from conformance.core.processes import output_tail, run_bounded
 from conformance.core.timeouts import PROBE_SECONDS
 from conformance.platform import binaries
-from conformance.settings.options import Settings
+from conformance.settings.run_settings import Settings
 
 
 def istioctl_download_spec(version: str) -> binaries.DownloadSpec:

@@ -25,7 +25,7 @@ from conformance.core import progress, versions
 from conformance.core.processes import output_tail, run_bounded, run_tool
 from conformance.core.timeouts import PROBE_SECONDS, Timeouts
 from conformance.platform import binaries
-from conformance.settings.options import Settings
+from conformance.settings.run_settings import Settings
 
 #: kind's own config for the cluster it creates (single node, default CNI with NetworkPolicy enforcement).
 KIND_CONFIG = MANIFESTS_DIR / "kind" / "cluster.yaml"

@@ -33,7 +33,8 @@ from conformance.core import redaction
 from conformance.engine.check_run import CheckRun
 from conformance.report.environment import RunEnvironment
 from conformance.settings.implementation import Implementation, upstream_istio
-from conformance.settings.options import IstioSource, Settings
+from conformance.settings.options import IstioSource
+from conformance.settings.run_settings import Settings
 from conformance.spec.catalogue import CATALOGUE
 from conformance.spec.model import Check, Profile, Tier
 from conformance.spec.records import GATEWAY_MTLS_ADAPTATION, GATEWAY_PLAINTEXT_ADAPTATION
