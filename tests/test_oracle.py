@@ -12,6 +12,7 @@ import copy
 import json
 import os
 import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -128,7 +129,15 @@ def test_cache_key_follows_sources_and_go_version(tmp_path: Path) -> None:
     assert cache_key(source, branch, "go1.26.9") != first
     assert cache_key(source, Branch("1.31"), "go1.26.8") != first
     (source / "walk.go").write_text("package oracle // changed\n")
-    assert cache_key(source, branch, "go1.26.8") != first
+    second = cache_key(source, branch, "go1.26.8")
+    assert second != first
+    # A package under internal/ is part of the binary too: a change there must rebuild it.
+    (source / "internal" / "walk").mkdir(parents=True)
+    (source / "internal" / "walk" / "gateway.go").write_text("package walk\n")
+    third = cache_key(source, branch, "go1.26.8")
+    assert third != second
+    (source / "internal" / "walk" / "gateway.go").write_text("package walk // changed\n")
+    assert cache_key(source, branch, "go1.26.8") != third
 
 
 def test_missing_go_is_a_clear_error(tmp_path: Path, fake_bin: FakeBin) -> None:
@@ -671,3 +680,26 @@ def test_manifest_generate_fails_on_a_plan_that_claims_the_tls_mode_label(oracle
     sidecar = summary["overlays"][0]
     assert any("tlsModeLabel=true" in f for f in sidecar["failures"])
     assert summary["runErrors"]
+
+
+@real_oracle
+@pytest.mark.parametrize("minor", sorted(oracle_build.BRANCHES))
+def test_the_oracles_own_go_tests_pass_on_every_branch(minor: str) -> None:
+    """The Go unit tests of the oracle's packages (the RBAC evaluator's among them) are not part of the
+    binary the harness builds; they run here, against each Istio branch."""
+    go = shutil.which("go")
+    if go is None:
+        pytest.fail("EGRESS_REQUIRE_ORACLE=1 but `go` is not on PATH")
+    branch = Branch(minor)
+    command = [
+        go,
+        "-C",
+        str(oracle_build.ORACLE_SOURCE),
+        "test",
+        "-count=1",
+        f"-modfile={branch.modfile}",
+        "./internal/...",
+    ]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False)
+    assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-4000:]
+    assert "ok  \tegress-conformance.io/oracle/internal/rbac" in completed.stdout

@@ -112,14 +112,15 @@ def _source_files(source: Path, branch: Branch) -> list[Path]:
     missing = [name for name in (branch.modfile, branch.sumfile) if not (source / name).is_file()]
     if missing:
         raise OracleError(f"oracle source {source} lacks {', '.join(missing)}")
-    return [source / branch.modfile, source / branch.sumfile, *sorted(source.glob("*.go"))]
+    # The Go sources of every package of the module (the entry points at the top, the rest under internal/).
+    return [source / branch.modfile, source / branch.sumfile, *sorted(source.rglob("*.go"))]
 
 
 def cache_key(source: Path, branch: Branch, go_version: str) -> str:
     """Hash of everything the binary is built from: modfile, sums, Go sources, Go version."""
     digest = hashlib.sha256(f"{branch.name}\n{go_version}\n{' '.join(BUILD_FLAGS)}\n".encode())
     for path in _source_files(source, branch):
-        digest.update(path.name.encode() + b"\0")
+        digest.update(path.relative_to(source).as_posix().encode() + b"\0")
         digest.update(path.read_bytes())
         digest.update(b"\0")
     return digest.hexdigest()[:20]

@@ -1,27 +1,27 @@
-package oracle
+package manifest
 
 import (
 	"fmt"
 	"path/filepath"
-	"strings"
-	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"egress-conformance.io/oracle/internal/plan"
 )
 
-// ManifestSummary is what TestManifestGenerate found in one rendered overlay.
-type ManifestSummary struct {
-	Overlay        string            `json:"overlay"`
-	Objects        int               `json:"objects"`
-	Kinds          map[string]int    `json:"kinds"`
-	EgressPorts    []GatewayPort     `json:"egressGatewayPorts,omitempty"`
-	EgressLabels   map[string]string `json:"egressGatewayPodLabels,omitempty"`
-	MeshConfig     map[string]any    `json:"meshConfig"`
-	AmbientEnabled string            `json:"pilotEnableAmbient,omitempty"`
-	Failures       []string          `json:"failures"`
+// Summary is what TestManifestGenerate found in one rendered overlay.
+type Summary struct {
+	Overlay        string             `json:"overlay"`
+	Objects        int                `json:"objects"`
+	Kinds          map[string]int     `json:"kinds"`
+	EgressPorts    []plan.GatewayPort `json:"egressGatewayPorts,omitempty"`
+	EgressLabels   map[string]string  `json:"egressGatewayPodLabels,omitempty"`
+	MeshConfig     map[string]any     `json:"meshConfig"`
+	AmbientEnabled string             `json:"pilotEnableAmbient,omitempty"`
+	Failures       []string           `json:"failures"`
 }
 
-func find(objs []RenderedObject, kind, ns, name string) RenderedObject {
+func find(objs []Object, kind, ns, name string) Object {
 	for _, o := range objs {
 		k, n, nm := o.kindName()
 		if k == kind && (ns == "" || n == ns) && nm == name {
@@ -46,7 +46,7 @@ func toInt(v any) int {
 	return -1
 }
 
-func meshOf(objs []RenderedObject) (map[string]any, error) {
+func meshOf(objs []Object) (map[string]any, error) {
 	cm := find(objs, "ConfigMap", "istio-system", "istio")
 	if cm == nil {
 		return nil, fmt.Errorf("ConfigMap istio-system/istio not rendered")
@@ -59,7 +59,7 @@ func meshOf(objs []RenderedObject) (map[string]any, error) {
 	return mesh, nil
 }
 
-func envOf(dep RenderedObject, container, name string) string {
+func envOf(dep Object, container, name string) string {
 	for _, c := range asList(asMap(asMap(asMap(dep["spec"])["template"])["spec"])["containers"]) {
 		cm := asMap(c)
 		if container != "" && cm["name"] != container {
@@ -78,7 +78,7 @@ func envOf(dep RenderedObject, container, name string) string {
 
 // checkMesh asserts the overlay's meshConfig: JSON access log on stdout and the discoverySelectors rule
 // that hides the external world's namespace from istiod.
-func checkMesh(s *ManifestSummary, mesh map[string]any) {
+func checkMesh(s *Summary, mesh map[string]any) {
 	s.MeshConfig = map[string]any{"accessLogFile": mesh["accessLogFile"], "accessLogEncoding": mesh["accessLogEncoding"],
 		"discoverySelectors": mesh["discoverySelectors"]}
 	if mesh["accessLogFile"] != "/dev/stdout" {
@@ -101,8 +101,10 @@ func checkMesh(s *ManifestSummary, mesh map[string]any) {
 	}
 }
 
-func summarize(overlay string, objs []RenderedObject) *ManifestSummary {
-	s := &ManifestSummary{Overlay: filepath.Base(overlay), Objects: len(objs), Kinds: map[string]int{}, Failures: []string{}}
+// Summarize counts an overlay's rendered kinds and checks what both overlays must render: the mesh config
+// and istiod.
+func Summarize(overlay string, objs []Object) *Summary {
+	s := &Summary{Overlay: filepath.Base(overlay), Objects: len(objs), Kinds: map[string]int{}, Failures: []string{}}
 	for _, o := range objs {
 		k, _, _ := o.kindName()
 		s.Kinds[k]++
@@ -118,7 +120,8 @@ func summarize(overlay string, objs []RenderedObject) *ManifestSummary {
 	return s
 }
 
-func checkSidecarOverlay(s *ManifestSummary, objs []RenderedObject) {
+// CheckSidecarOverlay checks the sidecar overlay's egress gateway: its Service ports and pod labels.
+func (s *Summary) CheckSidecarOverlay(objs []Object) {
 	svc := find(objs, "Service", "istio-system", "istio-egressgateway")
 	dep := find(objs, "Deployment", "istio-system", "istio-egressgateway")
 	if svc == nil || dep == nil {
@@ -128,9 +131,9 @@ func checkSidecarOverlay(s *ManifestSummary, objs []RenderedObject) {
 	for _, p := range asList(asMap(svc["spec"])["ports"]) {
 		pm := asMap(p)
 		name, _ := pm["name"].(string)
-		s.EgressPorts = append(s.EgressPorts, GatewayPort{Name: name, Port: toInt(pm["port"]), TargetPort: toInt(pm["targetPort"])})
+		s.EgressPorts = append(s.EgressPorts, plan.GatewayPort{Name: name, Port: toInt(pm["port"]), TargetPort: toInt(pm["targetPort"])})
 	}
-	want := []GatewayPort{{Name: "http2", Port: 80, TargetPort: 8080}, {Name: "https", Port: 443, TargetPort: 8443}, {Name: "https-444", Port: 444, TargetPort: 8444}}
+	want := []plan.GatewayPort{{Name: "http2", Port: 80, TargetPort: 8080}, {Name: "https", Port: 443, TargetPort: 8443}, {Name: "https-444", Port: 444, TargetPort: 8444}}
 	for _, w := range want {
 		found := false
 		for _, g := range s.EgressPorts {
@@ -149,12 +152,14 @@ func checkSidecarOverlay(s *ManifestSummary, objs []RenderedObject) {
 	if s.EgressLabels["app"] != "istio-egressgateway" || s.EgressLabels["istio"] != "egressgateway" {
 		s.Failures = append(s.Failures, fmt.Sprintf("egress gateway pod labels %v lack app=istio-egressgateway, istio=egressgateway", s.EgressLabels))
 	}
-	if _, ok := s.EgressLabels[tlsModeLabel]; ok {
-		s.Failures = append(s.Failures, "egress gateway pods carry "+tlsModeLabel+" (upstream's chart does not)")
+	if _, ok := s.EgressLabels[plan.TLSModeLabel]; ok {
+		s.Failures = append(s.Failures, "egress gateway pods carry "+plan.TLSModeLabel+" (upstream's chart does not)")
 	}
 }
 
-func checkAmbientOverlay(s *ManifestSummary, objs []RenderedObject) {
+// CheckAmbientOverlay checks the ambient overlay: ztunnel, the CNI node agent, istiod with ambient on, no
+// egress gateway.
+func (s *Summary) CheckAmbientOverlay(objs []Object) {
 	if find(objs, "DaemonSet", "istio-system", "ztunnel") == nil {
 		s.Failures = append(s.Failures, "DaemonSet istio-system/ztunnel not rendered")
 	}
@@ -172,9 +177,9 @@ func checkAmbientOverlay(s *ManifestSummary, objs []RenderedObject) {
 	}
 }
 
-// checkPlanGateway compares the plan's egressGateway (what the harness believes the overlay installs)
+// CheckPlanGateway compares the plan's egressGateway (what the harness believes the overlay installs)
 // with the rendered one.
-func checkPlanGateway(s *ManifestSummary, p *Plan) {
+func (s *Summary) CheckPlanGateway(p *plan.Plan) {
 	g := p.EgressGateway
 	for _, want := range g.Ports {
 		found := false
@@ -187,65 +192,16 @@ func checkPlanGateway(s *ManifestSummary, p *Plan) {
 			s.Failures = append(s.Failures, fmt.Sprintf("plan egressGateway port %s %d->%d is not rendered", want.Name, want.Port, want.TargetPort))
 		}
 	}
-	_, rendered := s.EgressLabels[tlsModeLabel]
+	_, rendered := s.EgressLabels[plan.TLSModeLabel]
 	if g.TLSModeLabel != rendered {
 		s.Failures = append(s.Failures, fmt.Sprintf("plan egressGateway.tlsModeLabel=%v but the rendered pods have it: %v", g.TLSModeLabel, rendered))
 	}
 	for k, v := range g.PodLabels {
-		if k == tlsModeLabel {
+		if k == plan.TLSModeLabel {
 			continue
 		}
 		if s.EgressLabels[k] != v {
 			s.Failures = append(s.Failures, fmt.Sprintf("plan egressGateway pod label %s=%s, rendered %q", k, v, s.EgressLabels[k]))
 		}
-	}
-}
-
-// TestManifestGenerate renders manifests/istio/{sidecar,ambient}.yaml with this branch's istioctl.
-func TestManifestGenerate(t *testing.T) {
-	if *manifestsFlag == "" {
-		t.Skip("no -oracle.manifests given")
-	}
-	b := istioBranch()
-	tag := *tagFlag
-	if tag == "" {
-		tag = b.Release
-	}
-	var plan *Plan
-	if *planFlag != "" {
-		p, err := LoadPlan(*planFlag)
-		if err != nil {
-			t.Fatal(err)
-		}
-		plan = p
-	}
-	var out []*ManifestSummary
-	for _, name := range []string{"sidecar.yaml", "ambient.yaml"} {
-		overlay := filepath.Join(*manifestsFlag, name)
-		objs, stderr, err := ManifestGenerate(overlay, tag, *hubFlag)
-		if err != nil {
-			t.Errorf("%v", err)
-			out = append(out, &ManifestSummary{Overlay: name, Failures: []string{err.Error()}})
-			continue
-		}
-		s := summarize(overlay, objs)
-		if strings.HasPrefix(name, "sidecar") {
-			checkSidecarOverlay(s, objs)
-			if plan != nil {
-				checkPlanGateway(s, plan)
-			}
-		} else {
-			checkAmbientOverlay(s, objs)
-		}
-		for _, f := range s.Failures {
-			t.Errorf("%s: %s", name, f)
-		}
-		if strings.TrimSpace(stderr) != "" {
-			t.Logf("%s: istioctl stderr: %s", name, strings.TrimSpace(stderr))
-		}
-		out = append(out, s)
-	}
-	if *manifestOut != "" {
-		writeJSON(t, *manifestOut, map[string]any{"istioModule": b.Module + "@" + b.Version, "istioBranch": b.Branch, "tag": tag, "overlays": out})
 	}
 }

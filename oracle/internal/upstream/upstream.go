@@ -1,7 +1,8 @@
-package oracle
+// Package upstream reads, out of a cluster istiod pushed, where and how Envoy connects upstream: the
+// cluster's endpoints, the transport socket it picks for one endpoint, the HTTP version it speaks.
+package upstream
 
 import (
-	"fmt"
 	"strings"
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -13,36 +14,36 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
-// endpointDesc is one upstream endpoint of a cluster.
-type endpointDesc struct {
-	Address  string // IP or DNS name
+// Endpoint is one upstream endpoint of a cluster.
+type Endpoint struct {
+	Address  string // IP or DNS name (for an envoy internal address, the tunnel's destination)
 	Port     int
-	Internal string // envoy internal address (waypoint tunnels), if any
-	Metadata *core.Metadata
+	metadata *core.Metadata
 }
 
-func clusterTypeName(c *cluster.Cluster) string {
+// ClusterType names a cluster's discovery type (or its custom cluster type).
+func ClusterType(c *cluster.Cluster) string {
 	if ct := c.GetClusterType(); ct != nil {
 		return ct.GetName()
 	}
 	return c.GetType().String()
 }
 
-func endpointsOf(c *cluster.Cluster, eds map[string]*endpoint.ClusterLoadAssignment) []endpointDesc {
+// Endpoints lists a cluster's endpoints: its own load assignment, or for EDS the one in eds.
+func Endpoints(c *cluster.Cluster, eds map[string]*endpoint.ClusterLoadAssignment) []Endpoint {
 	cla := c.GetLoadAssignment()
 	if c.GetType() == cluster.Cluster_EDS {
 		cla = eds[c.GetName()]
 	}
-	var out []endpointDesc
+	var out []Endpoint
 	for _, loc := range cla.GetEndpoints() {
 		for _, lb := range loc.GetLbEndpoints() {
 			addr := lb.GetEndpoint().GetAddress()
-			d := endpointDesc{Metadata: lb.GetMetadata()}
+			d := Endpoint{metadata: lb.GetMetadata()}
 			if sa := addr.GetSocketAddress(); sa != nil {
 				d.Address = sa.GetAddress()
 				d.Port = int(sa.GetPortValue())
-			} else if ia := addr.GetEnvoyInternalAddress(); ia != nil {
-				d.Internal = ia.GetServerListenerName()
+			} else if addr.GetEnvoyInternalAddress() != nil {
 				// The tunnel target is in the endpoint's metadata (tunnel address "ip:port").
 				if tun := lb.GetMetadata().GetFilterMetadata()["tunnel"]; tun != nil {
 					if v := tun.GetFields()["destination"].GetStringValue(); v != "" {
@@ -56,8 +57,8 @@ func endpointsOf(c *cluster.Cluster, eds map[string]*endpoint.ClusterLoadAssignm
 	return out
 }
 
-// transportDesc is the transport socket a cluster uses towards one endpoint.
-type transportDesc struct {
+// Transport is the transport socket a cluster uses towards one endpoint.
+type Transport struct {
 	Kind       string // plaintext | istio-mtls | tls | mutual-tls | other
 	SNI        string
 	AutoSNI    bool
@@ -66,7 +67,6 @@ type transportDesc struct {
 	// "inline" or "none".
 	Validation string
 	By         string
-	ALPN       []string
 }
 
 func socketMatches(match *structpb.Struct, md *core.Metadata) bool {
@@ -84,28 +84,28 @@ func socketMatches(match *structpb.Struct, md *core.Metadata) bool {
 	return true
 }
 
-func describeSocket(ts *core.TransportSocket) (transportDesc, error) {
+func describeSocket(ts *core.TransportSocket) (Transport, error) {
 	if ts == nil {
-		return transportDesc{Kind: "plaintext"}, nil
+		return Transport{Kind: "plaintext"}, nil
 	}
 	// Istio names sockets both ways ("envoy.transport_sockets.tls", "tls"); the typed config decides.
 	typeURL := ts.GetTypedConfig().GetTypeUrl()
 	switch {
 	case strings.HasSuffix(typeURL, ".RawBuffer"), ts.GetTypedConfig() == nil && strings.HasSuffix(ts.GetName(), "raw_buffer"):
-		return transportDesc{Kind: "plaintext"}, nil
+		return Transport{Kind: "plaintext"}, nil
 	case strings.HasSuffix(typeURL, ".InternalUpstreamTransport"):
 		iu := &internalupstream.InternalUpstreamTransport{}
 		if err := ts.GetTypedConfig().UnmarshalTo(iu); err != nil {
-			return transportDesc{}, err
+			return Transport{}, err
 		}
 		return describeSocket(iu.GetTransportSocket())
 	case strings.HasSuffix(typeURL, ".UpstreamTlsContext"):
 		ctx := &tlsv3.UpstreamTlsContext{}
 		if err := ts.GetTypedConfig().UnmarshalTo(ctx); err != nil {
-			return transportDesc{}, err
+			return Transport{}, err
 		}
 		common := ctx.GetCommonTlsContext()
-		d := transportDesc{SNI: ctx.GetSni(), ALPN: common.GetAlpnProtocols(), Validation: "none"}
+		d := Transport{SNI: ctx.GetSni(), Validation: "none"}
 		switch {
 		case common.GetCombinedValidationContext().GetValidationContextSdsSecretConfig() != nil:
 			d.Validation = common.GetCombinedValidationContext().GetValidationContextSdsSecretConfig().GetName()
@@ -129,19 +129,19 @@ func describeSocket(ts *core.TransportSocket) (transportDesc, error) {
 		}
 		return d, nil
 	}
-	return transportDesc{Kind: "other (" + ts.GetName() + ")"}, nil
+	return Transport{Kind: "other (" + ts.GetName() + ")"}, nil
 }
 
-// transportFor is the transport socket Envoy picks for an endpoint: the cluster's own, or the first of its
+// TransportFor is the transport socket Envoy picks for an endpoint: the cluster's own, or the first of its
 // transport_socket_matches whose match is a subset of the endpoint's envoy.transport_socket_match metadata.
-func transportFor(c *cluster.Cluster, ep endpointDesc) (transportDesc, error) {
-	var d transportDesc
+func TransportFor(c *cluster.Cluster, ep Endpoint) (Transport, error) {
+	var d Transport
 	var err error
 	switch {
 	case len(c.GetTransportSocketMatches()) > 0:
 		found := false
 		for _, m := range c.GetTransportSocketMatches() {
-			if socketMatches(m.GetMatch(), ep.Metadata) {
+			if socketMatches(m.GetMatch(), ep.metadata) {
 				d, err = describeSocket(m.GetTransportSocket())
 				d.By = "transportSocketMatches[" + m.GetName() + "]"
 				found = true
@@ -179,8 +179,8 @@ func httpOptions(c *cluster.Cluster) *httpopts.HttpProtocolOptions {
 	return o
 }
 
-// upstreamProtocol is the HTTP version a cluster speaks upstream for a request that arrived as downstream.
-func upstreamProtocol(c *cluster.Cluster, downstream string) string {
+// Protocol is the HTTP version a cluster speaks upstream for a request that arrived as downstream.
+func Protocol(c *cluster.Cluster, downstream string) string {
 	o := httpOptions(c)
 	if o == nil {
 		return downstream
@@ -198,38 +198,3 @@ func upstreamProtocol(c *cluster.Cluster, downstream string) string {
 	}
 	return downstream
 }
-
-func (t transportDesc) String() string {
-	s := t.Kind
-	if t.SNI != "" {
-		s += " sni=" + t.SNI
-	}
-	if t.AutoSNI {
-		s += " sni=auto"
-	}
-	if t.Credential != "" {
-		s += " credential=" + t.Credential
-	}
-	return s
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
-}
-
-func joinNonEmpty(sep string, s ...string) string {
-	var out []string
-	for _, v := range s {
-		if v != "" {
-			out = append(out, v)
-		}
-	}
-	return strings.Join(out, sep)
-}
-
-func errf(format string, a ...any) error { return fmt.Errorf(format, a...) }

@@ -1,4 +1,7 @@
-package oracle
+// Package plan is the model of the plan.json the harness writes in plan mode
+// (conformance/schemas/plan.schema.json), and the replay of a check's actions into the states its probes
+// run in.
+package plan
 
 import (
 	"encoding/json"
@@ -7,7 +10,7 @@ import (
 	"sort"
 )
 
-// Plan is the plan.json the harness writes in plan mode (conformance/schemas/plan.schema.json).
+// Plan is the plan.json the harness writes in plan mode.
 type Plan struct {
 	APIVersion     string         `json:"apiVersion"`
 	Kind           string         `json:"kind"`
@@ -24,6 +27,10 @@ type ExternalWorld struct {
 	Hosts          map[string]string `json:"hosts"`
 	IngressAddress string            `json:"ingressAddress"`
 }
+
+// TLSModeLabel is the pod label that marks an Istio mTLS endpoint; EgressGateway.TLSModeLabel says whether
+// the egress gateway's pods carry it.
+const TLSModeLabel = "security.istio.io/tlsMode"
 
 type EgressGateway struct {
 	Namespace      string            `json:"namespace"`
@@ -56,7 +63,8 @@ type Workload struct {
 	IP             string            `json:"ip"`
 }
 
-type ObjectRef struct {
+// objectRef names one object of a delete action.
+type objectRef struct {
 	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"`
 	Name       string `json:"name"`
@@ -114,8 +122,8 @@ type Check struct {
 	NotApplicable string      `json:"notApplicable,omitempty"`
 }
 
-// LoadPlan reads and checks the parts of a plan the oracle relies on.
-func LoadPlan(path string) (*Plan, error) {
+// Load reads and checks the parts of a plan the oracle relies on.
+func Load(path string) (*Plan, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("plan: %w", err)
@@ -139,7 +147,8 @@ func LoadPlan(path string) (*Plan, error) {
 	return &p, nil
 }
 
-func (c *Check) workload(ref string) *Workload {
+// Workload is the check's workload with that ref, nil if none.
+func (c *Check) Workload(ref string) *Workload {
 	for i := range c.Workloads {
 		if c.Workloads[i].Ref == ref {
 			return &c.Workloads[i]

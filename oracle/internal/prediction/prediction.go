@@ -1,6 +1,6 @@
-package oracle
-
-// Output of the oracle: predictions.json. Python (conformance/oracle.py) reads it.
+// Package prediction is the oracle's output, predictions.json; Python (conformance/engine/oracle.py) reads
+// it. The JSON tags here are that file's format.
+package prediction
 
 // Outcome classes.
 const (
@@ -43,8 +43,8 @@ type Hop struct {
 	// Where this proxy sends the request next.
 	Upstream *UpstreamDesc `json:"upstream,omitempty"`
 	// What this proxy's access-log entry would carry.
-	Log  LogPrediction `json:"log"`
-	Note string        `json:"note,omitempty"`
+	Log  Log    `json:"log"`
+	Note string `json:"note,omitempty"`
 }
 
 // CallDesc is the request as one proxy receives it.
@@ -77,9 +77,9 @@ type UpstreamDesc struct {
 	NextName    string `json:"nextName,omitempty"`
 }
 
-// LogPrediction is the access-log fields one proxy would write for the request ("" = not predicted,
+// Log is the access-log fields one proxy would write for the request ("" = not predicted,
 // null upstream_cluster = Envoy records no upstream cluster).
-type LogPrediction struct {
+type Log struct {
 	// Entry is "unknown" when the oracle does not predict whether this proxy logs the request at all (a
 	// connection that matches no filter chain).
 	Entry                string  `json:"entry,omitempty"`
@@ -129,8 +129,8 @@ type Origin struct {
 	Known      string `json:"known,omitempty"` // the external-world host(s) at that address
 }
 
-// ProbePrediction is the oracle's answer for one probe action.
-type ProbePrediction struct {
+// Probe is the oracle's answer for one probe action.
+type Probe struct {
 	Check     string  `json:"check"`
 	Mode      string  `json:"mode"`
 	Probe     string  `json:"probe"`
@@ -174,14 +174,12 @@ type CheckNote struct {
 
 // Predictions is the file the oracle writes.
 type Predictions struct {
-	APIVersion  string            `json:"apiVersion"`
-	Kind        string            `json:"kind"`
-	IstioModule string            `json:"istioModule"`
-	IstioBranch string            `json:"istioBranch"`
-	PlanIstio   string            `json:"planIstioVersion"`
-	Probes      []ProbePrediction `json:"probes"`
-	Analysis    []StateAnalysis   `json:"analysis"`
-	Skipped     []CheckNote       `json:"skipped"`
+	APIVersion  string          `json:"apiVersion"`
+	Kind        string          `json:"kind"`
+	IstioModule string          `json:"istioModule"`
+	IstioBranch string          `json:"istioBranch"`
+	PlanIstio   string          `json:"planIstioVersion"`
+	Probes      []Probe         `json:"probes"`
+	Analysis    []StateAnalysis `json:"analysis"`
+	Skipped     []CheckNote     `json:"skipped"`
 }
-
-func strp(s string) *string { return &s }

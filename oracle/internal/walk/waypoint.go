@@ -1,4 +1,4 @@
-package oracle
+package walk
 
 import (
 	"fmt"
@@ -11,13 +11,14 @@ import (
 	"istio.io/istio/pilot/pkg/simulation"
 	"istio.io/istio/pilot/test/xdstest"
 	"istio.io/istio/pkg/config/host"
-)
 
-const peerPrincipalKey = "io.istio.peer_principal"
+	"egress-conformance.io/oracle/internal/prediction"
+	"egress-conformance.io/oracle/internal/rbac"
+)
 
 // waypointChain finds the waypoint whose main_internal listener holds an inbound-vip chain for host:port:
 // istiod builds one only for services bound to that waypoint.
-func (e *stateEnv) waypointChain(h string, port int) (*proxySim, *listener.FilterChain) {
+func (e *Env) waypointChain(h string, port int) (*proxySim, *listener.FilterChain) {
 	for _, wp := range e.w.Waypoints {
 		ps := e.waypoint(wp)
 		l := xdstest.ExtractListener("main_internal", ps.sim.Listeners)
@@ -62,23 +63,25 @@ func (ps *proxySim) runChain(fc *listener.FilterChain, call simulation.Call) hop
 	return hr
 }
 
-func (e *stateEnv) walkAmbient(ws *walkState, addr string, resolved bool) {
+// walkAmbient follows a request of an ambient client: through the waypoint istiod binds the destination
+// to, or, without one, past ztunnel straight to the address the client resolved.
+func (e *Env) walkAmbient(ws *walkState, addr string, resolved bool) {
 	req := ws.req
 	ps, fc := e.waypointChain(req.host, req.port)
 	if ps == nil {
-		ws.pred.Hops = append(ws.pred.Hops, Hop{Proxy: "ztunnel", Workload: ws.client.Ref,
+		ws.pred.Hops = append(ws.pred.Hops, prediction.Hop{Proxy: "ztunnel", Workload: ws.client.Ref,
 			Note: fmt.Sprintf("no ServiceEntry for %s:%d is bound to a waypoint: ztunnel forwards the connection at L4 to the address the client resolved", req.host, req.port)})
 		ws.notPredicted("ztunnel's handling of a destination without a waypoint (passthrough; outboundTrafficPolicy does not apply to ztunnel) is outside the oracle")
 		if !resolved {
 			ws.notPredicted("DNS of " + req.host + " is outside the oracle")
 		}
-		ws.pred.Outcome = Outcome{Class: ClassDirect, ClientObserves: "origin",
-			Origin: &Origin{Address: addr, Port: req.port, Known: e.w.ExternalHostOf(addr)},
+		ws.pred.Outcome = prediction.Outcome{Class: prediction.ClassDirect, ClientObserves: "origin",
+			Origin: &prediction.Origin{Address: addr, Port: req.port, Known: e.w.ExternalHostOf(addr)},
 			Detail: "no Envoy on the path: ztunnel passes the connection through"}
 		return
 	}
 	vip := e.w.AutoVIPs[req.host]
-	ws.pred.Hops = append(ws.pred.Hops, Hop{Proxy: "ztunnel", Workload: ws.client.Ref,
+	ws.pred.Hops = append(ws.pred.Hops, prediction.Hop{Proxy: "ztunnel", Workload: ws.client.Ref,
 		Note: fmt.Sprintf("istiod binds %s:%d to waypoint %s; ztunnel resolves %s to the ServiceEntry VIP %s (DNS capture) and tunnels to the waypoint over HBONE",
 			req.host, req.port, ps.workload, req.host, firstNonEmpty(vip, "(spec.addresses)"))})
 	ws.pred.Assumptions = append(ws.pred.Assumptions,
@@ -104,7 +107,7 @@ func (e *stateEnv) walkAmbient(ws *walkState, addr string, resolved bool) {
 		ws.classifyError(&h, hr.res.Error, true)
 		return
 	}
-	in := rbacInput{FilterState: map[string]string{peerPrincipalKey: principal}, SourceIP: ws.client.IP, DestIP: call.Address,
+	in := rbac.Input{FilterState: map[string]string{rbac.PeerPrincipalKey: principal}, SourceIP: ws.client.IP, DestIP: call.Address,
 		DestPort: call.Port, SNI: call.Sni, Headers: req.rbacHeaders(), HTTP: hr.isHTTP}
 	if rb := hr.rbac(in); rb != nil {
 		h.RBAC = rb
@@ -117,10 +120,10 @@ func (e *stateEnv) walkAmbient(ws *walkState, addr string, resolved bool) {
 			}
 			if hr.isHTTP {
 				h.Log.ResponseCode = 403
-				ws.end(ClassRBACDeny, "http(403)", hopName(&h), "RBAC policy "+rb.Policy+" denies the request")
+				ws.end(prediction.ClassRBACDeny, "http(403)", hopName(&h), "RBAC policy "+rb.Policy+" denies the request")
 				ws.pred.Outcome.BodyContains = "RBAC: access denied"
 			} else {
-				ws.end(ClassRBACDeny, ws.observedFailure(true), hopName(&h), "network RBAC policy "+rb.Policy+" closes the connection")
+				ws.end(prediction.ClassRBACDeny, ws.observedFailure(true), hopName(&h), "network RBAC policy "+rb.Policy+" closes the connection")
 			}
 			return
 		case "unknown":
@@ -136,7 +139,7 @@ func (e *stateEnv) walkAmbient(ws *walkState, addr string, resolved bool) {
 		return
 	}
 	if up.Next != "origin" {
-		ws.end(ClassNotPredicted, "", hopName(&h), "next hop "+up.Next+" is not walked")
+		ws.end(prediction.ClassNotPredicted, "", hopName(&h), "next hop "+up.Next+" is not walked")
 		ws.notPredicted("the waypoint sends to " + up.Next + " " + up.NextName + ", which the oracle does not walk")
 		return
 	}

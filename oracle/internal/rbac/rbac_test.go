@@ -1,4 +1,4 @@
-package oracle
+package rbac
 
 import (
 	"testing"
@@ -20,7 +20,7 @@ func nsPrincipal(ns string) *rbacv3.Principal {
 
 func filterStatePrincipal(exact string) *rbacv3.Principal {
 	return &rbacv3.Principal{Identifier: &rbacv3.Principal_FilterState{FilterState: &matcher.FilterStateMatcher{
-		Key:     peerPrincipalKey,
+		Key:     PeerPrincipalKey,
 		Matcher: &matcher.FilterStateMatcher_StringMatch{StringMatch: &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Exact{Exact: exact}}},
 	}}}
 }
@@ -48,8 +48,8 @@ func rules(action rbacv3.RBAC_Action, perm *rbacv3.Permission, pr *rbacv3.Princi
 	}}
 }
 
-func request(principal, method, host, path string) rbacInput {
-	return rbacInput{Principal: principal, HTTP: true, Headers: map[string]string{":method": method, ":authority": host, ":path": path}}
+func request(principal, method, host, path string) Input {
+	return Input{Principal: principal, HTTP: true, Headers: map[string]string{":method": method, ":authority": host, ":path": path}}
 }
 
 func TestRBACDecisions(t *testing.T) {
@@ -59,7 +59,7 @@ func TestRBACDecisions(t *testing.T) {
 	cases := []struct {
 		name  string
 		rules *rbacv3.RBAC
-		in    rbacInput
+		in    Input
 		deny  bool
 	}{
 		{"DENY namespace matches its caller", rules(rbacv3.RBAC_DENY, anyPermission, nsPrincipal("demo-frontend")), request(frontend, "HEAD", "www.aliyun.com", "/"), true},
@@ -72,8 +72,8 @@ func TestRBACDecisions(t *testing.T) {
 		{"ALLOW denies what no policy allows", rules(rbacv3.RBAC_ALLOW, methodPermission("GET"), anyone), request(other, "POST", "x", "/"), true},
 		{"ALLOW allows what a policy allows", rules(rbacv3.RBAC_ALLOW, methodPermission("GET"), anyone), request(other, "GET", "x", "/"), false},
 		{"waypoint principal from filter state", rules(rbacv3.RBAC_DENY, anyPermission, filterStatePrincipal(frontend)),
-			rbacInput{FilterState: map[string]string{peerPrincipalKey: frontend}, HTTP: true, Headers: map[string]string{}}, true},
-		{"HTTP-only permission never matches TCP", rules(rbacv3.RBAC_DENY, methodPermission("POST"), anyone), rbacInput{Principal: other}, false},
+			Input{FilterState: map[string]string{PeerPrincipalKey: frontend}, HTTP: true, Headers: map[string]string{}}, true},
+		{"HTTP-only permission never matches TCP", rules(rbacv3.RBAC_DENY, methodPermission("POST"), anyone), Input{Principal: other}, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

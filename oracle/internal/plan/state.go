@@ -1,4 +1,4 @@
-package oracle
+package plan
 
 import (
 	"crypto/sha256"
@@ -17,7 +17,8 @@ type Resource struct {
 	Object     map[string]any
 }
 
-func (r Resource) group() string {
+// Group is the API group of the object ("" for the core group).
+func (r Resource) Group() string {
 	if i := strings.Index(r.APIVersion, "/"); i >= 0 {
 		return r.APIVersion[:i]
 	}
@@ -25,7 +26,7 @@ func (r Resource) group() string {
 }
 
 func (r Resource) key() string {
-	return r.group() + "/" + r.Kind + "/" + r.Namespace + "/" + r.Name
+	return r.Group() + "/" + r.Kind + "/" + r.Namespace + "/" + r.Name
 }
 
 func (r Resource) String() string {
@@ -35,7 +36,7 @@ func (r Resource) String() string {
 	return r.Kind + " " + r.Namespace + "/" + r.Name
 }
 
-func refKey(ref ObjectRef) string {
+func refKey(ref objectRef) string {
 	g := ""
 	if i := strings.Index(ref.APIVersion, "/"); i >= 0 {
 		g = ref.APIVersion[:i]
@@ -87,7 +88,7 @@ func (s *State) apply(r Resource) {
 	s.Resources = append(s.Resources, r)
 }
 
-func (s *State) remove(ref ObjectRef) bool {
+func (s *State) remove(ref objectRef) bool {
 	k := refKey(ref)
 	for i := range s.Resources {
 		if s.Resources[i].key() == k {
@@ -110,18 +111,17 @@ func (s *State) Fingerprint(mode string) string {
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-// ProbePoint is a probe action with the state it runs in and the log assertions that refer to it.
+// ProbePoint is a probe action with the state it runs in.
 type ProbePoint struct {
 	Action Action
 	State  *State
-	Logs   []Action
 }
 
 // Replay walks a check's actions in order and returns every probe with the configuration in force.
 func Replay(p *Plan, c *Check) ([]ProbePoint, error) {
 	st := &State{OutboundPolicy: p.initialOutboundPolicy()}
 	var points []ProbePoint
-	byProbe := map[string]int{}
+	probes := map[string]bool{}
 	for _, a := range c.Actions {
 		switch a.Type {
 		case "mesh":
@@ -142,19 +142,19 @@ func Replay(p *Plan, c *Check) ([]ProbePoint, error) {
 		case "delete":
 			st = st.clone()
 			for i, raw := range a.Resources {
-				var ref ObjectRef
+				var ref objectRef
 				if err := json.Unmarshal(raw, &ref); err != nil {
 					return nil, fmt.Errorf("check %s action %d reference %d: %w", c.ID, a.Seq, i, err)
 				}
 				st.remove(ref)
 			}
 		case "probe":
-			byProbe[a.Probe] = len(points)
+			probes[a.Probe] = true
 			points = append(points, ProbePoint{Action: a, State: st})
 		case "log":
-			if i, ok := byProbe[a.Probe]; ok {
-				points[i].Logs = append(points[i].Logs, a)
-			} else {
+			// Log assertions are judged by the Python side against the predicted hops; a log for a probe
+			// that has not run is a malformed plan.
+			if !probes[a.Probe] {
 				return nil, fmt.Errorf("check %s action %d: log for unknown probe %q", c.ID, a.Seq, a.Probe)
 			}
 		case "wait":

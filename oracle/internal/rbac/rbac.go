@@ -1,4 +1,6 @@
-package oracle
+// Package rbac evaluates, as Envoy would, the RBAC filters of a filter chain istiod built for one request:
+// network RBAC, then the HTTP RBAC and ext_authz filters of its HTTP connection manager.
+package rbac
 
 import (
 	"fmt"
@@ -15,10 +17,15 @@ import (
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	rbacnet "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	matcher "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+
+	"egress-conformance.io/oracle/internal/prediction"
 )
 
-// rbacInput is what Envoy's RBAC filter sees of a request.
-type rbacInput struct {
+// PeerPrincipalKey is the filter-state key under which a waypoint holds the HBONE peer's principal.
+const PeerPrincipalKey = "io.istio.peer_principal"
+
+// Input is what Envoy's RBAC filter sees of a request.
+type Input struct {
 	// Principal is the peer certificate's URI SAN (authenticated.principal_name); empty without mTLS.
 	Principal string
 	// FilterState holds string filter-state values (waypoints: io.istio.peer_principal from HBONE).
@@ -32,7 +39,7 @@ type rbacInput struct {
 	HTTP    bool
 }
 
-func (in rbacInput) path() string {
+func (in Input) path() string {
 	p := in.Headers[":path"]
 	if i := strings.IndexAny(p, "?#"); i >= 0 {
 		p = p[:i]
@@ -82,7 +89,7 @@ func matchString(m *matcher.StringMatcher, v string, present bool) (bool, error)
 	return false, unsupportedError{fmt.Sprintf("string matcher %T", m.GetMatchPattern())}
 }
 
-func matchHeader(h *route.HeaderMatcher, in rbacInput) (bool, error) {
+func matchHeader(h *route.HeaderMatcher, in Input) (bool, error) {
 	v, present := in.Headers[strings.ToLower(h.GetName())]
 	var ok bool
 	var err error
@@ -128,7 +135,7 @@ func matchCIDR(r *core.CidrRange, ip string) (bool, error) {
 	return pfx.Contains(a), nil
 }
 
-func matchPrincipal(p *rbacv3.Principal, in rbacInput) (bool, error) {
+func matchPrincipal(p *rbacv3.Principal, in Input) (bool, error) {
 	switch id := p.GetIdentifier().(type) {
 	case *rbacv3.Principal_Any:
 		return id.Any, nil
@@ -186,7 +193,7 @@ func matchPrincipal(p *rbacv3.Principal, in rbacInput) (bool, error) {
 	return false, unsupportedError{fmt.Sprintf("principal %T", p.GetIdentifier())}
 }
 
-func matchPermission(p *rbacv3.Permission, in rbacInput) (bool, error) {
+func matchPermission(p *rbacv3.Permission, in Input) (bool, error) {
 	switch r := p.GetRule().(type) {
 	case *rbacv3.Permission_Any:
 		return r.Any, nil
@@ -236,7 +243,7 @@ func matchPermission(p *rbacv3.Permission, in rbacInput) (bool, error) {
 }
 
 // evalRules returns the name of the first policy (sorted, as Envoy keeps them in a map) that matches.
-func evalRules(rules *rbacv3.RBAC, in rbacInput) (string, error) {
+func evalRules(rules *rbacv3.RBAC, in Input) (string, error) {
 	names := make([]string, 0, len(rules.GetPolicies()))
 	for n := range rules.GetPolicies() {
 		names = append(names, n)
@@ -276,7 +283,7 @@ func evalRules(rules *rbacv3.RBAC, in rbacInput) (string, error) {
 }
 
 // decide applies one RBAC filter: ALLOW denies unless a policy matches, DENY denies when one matches.
-func decide(rules *rbacv3.RBAC, in rbacInput) (deny bool, policy string, err error) {
+func decide(rules *rbacv3.RBAC, in Input) (deny bool, policy string, err error) {
 	if rules == nil {
 		return false, "", nil
 	}
@@ -307,10 +314,10 @@ const (
 	extAuthzFilter    = "envoy.filters.http.ext_authz"
 )
 
-// EvaluateRBAC runs every RBAC filter of a filter chain (network filters, then the HTTP filters of its
+// Evaluate runs every RBAC filter of a filter chain (network filters, then the HTTP filters of its
 // HTTP connection manager, in order) for one request.
-func EvaluateRBAC(fc *listener.FilterChain, in rbacInput) *RBACResult {
-	res := &RBACResult{Decision: "allow"}
+func Evaluate(fc *listener.FilterChain, in Input) *prediction.RBACResult {
+	res := &prediction.RBACResult{Decision: "allow"}
 	step := func(name string, rules *rbacv3.RBAC) bool {
 		res.Filters = append(res.Filters, name+"("+rules.GetAction().String()+")")
 		deny, pol, err := decide(rules, in)
@@ -331,10 +338,10 @@ func EvaluateRBAC(fc *listener.FilterChain, in rbacInput) *RBACResult {
 		case networkRBACFilter:
 			cfg := &rbacnet.RBAC{}
 			if err := f.GetTypedConfig().UnmarshalTo(cfg); err != nil {
-				return &RBACResult{Decision: "unknown", Reason: err.Error()}
+				return &prediction.RBACResult{Decision: "unknown", Reason: err.Error()}
 			}
 			if cfg.GetMatcher() != nil {
-				return &RBACResult{Decision: "unknown", Reason: "network RBAC with a unified matcher"}
+				return &prediction.RBACResult{Decision: "unknown", Reason: "network RBAC with a unified matcher"}
 			}
 			if step(networkRBACFilter, cfg.GetRules()) {
 				return res
@@ -345,7 +352,7 @@ func EvaluateRBAC(fc *listener.FilterChain, in rbacInput) *RBACResult {
 			}
 			h := &hcm.HttpConnectionManager{}
 			if err := f.GetTypedConfig().UnmarshalTo(h); err != nil {
-				return &RBACResult{Decision: "unknown", Reason: err.Error()}
+				return &prediction.RBACResult{Decision: "unknown", Reason: err.Error()}
 			}
 			for _, hf := range h.GetHttpFilters() {
 				switch hf.GetName() {
@@ -353,14 +360,14 @@ func EvaluateRBAC(fc *listener.FilterChain, in rbacInput) *RBACResult {
 					if hf.GetDisabled() {
 						continue
 					}
-					return &RBACResult{Decision: "unknown", Filters: res.Filters, Reason: "ext_authz (CUSTOM policy) is outside the oracle"}
+					return &prediction.RBACResult{Decision: "unknown", Filters: res.Filters, Reason: "ext_authz (CUSTOM policy) is outside the oracle"}
 				case httpRBACFilter:
 					cfg := &rbachttp.RBAC{}
 					if err := hf.GetTypedConfig().UnmarshalTo(cfg); err != nil {
-						return &RBACResult{Decision: "unknown", Reason: err.Error()}
+						return &prediction.RBACResult{Decision: "unknown", Reason: err.Error()}
 					}
 					if cfg.GetMatcher() != nil {
-						return &RBACResult{Decision: "unknown", Reason: "HTTP RBAC with a unified matcher"}
+						return &prediction.RBACResult{Decision: "unknown", Reason: "HTTP RBAC with a unified matcher"}
 					}
 					if cfg.GetRules() == nil {
 						continue
