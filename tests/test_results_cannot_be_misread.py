@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
@@ -31,15 +32,18 @@ E2E = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-m", "egress"]
 
 def harness(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("EGRESS_")}
-    return subprocess.run(
-        [*E2E, *args],
-        cwd=PROJECT_ROOT,
-        env={**clean, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    # A cache of its own: a run that creates (or fails to create) a kind cluster replaces the kubeconfig under
+    # the cache, and the user's (or a real run's, alongside) must never be touched by a test.
+    with tempfile.TemporaryDirectory(prefix="egress-harness-cache-") as cache:
+        return subprocess.run(
+            [*E2E, *args],
+            cwd=PROJECT_ROOT,
+            env={**clean, "EGRESS_CACHE_DIR": cache, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
 
 def allure_results(directory: Path) -> list[dict[str, Any]]:
