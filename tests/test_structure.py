@@ -174,6 +174,49 @@ def test_module_stays_small(path: Path) -> None:
     assert lines <= MAX_MODULE_LINES, f"{_module_name(path)}: {lines} lines; split it by concern"
 
 
+#: Where the run's kind may be read from the settings: the one place it is chosen, and the report, which states
+#: it (and why a plan run certifies nothing). Everything else asks the kind (conformance.harness.run_kinds).
+PLAN_READERS = {("conformance.harness.plugin", "run_kind_for"), ("conformance.report.document", None)}
+
+
+def _plan_reads(source: str) -> set[str | None]:
+    """The functions of ``source`` that read ``settings.plan`` (None: at module level)."""
+    found: set[str | None] = set()
+
+    def visit(node: ast.AST, function: str | None) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                visit(child, child.name)
+                continue
+            if isinstance(child, ast.Attribute) and child.attr == "plan":
+                owner = child.value
+                name = owner.attr if isinstance(owner, ast.Attribute) else getattr(owner, "id", "")
+                if name == "settings":
+                    found.add(function)
+            visit(child, function)
+
+    visit(ast.parse(source), None)
+    return found
+
+
+def test_plan_and_live_part_in_one_place() -> None:
+    offenders = []
+    for path in _modules():
+        module = _module_name(path)
+        for function in _plan_reads(path.read_text(encoding="utf-8")):
+            if (module, function) not in PLAN_READERS and (module, None) not in PLAN_READERS:
+                offenders.append(f"{module}.{function or '<module>'}")
+    assert not offenders, f"read settings.plan; ask the run's kind instead: {offenders}"
+
+
+def test_the_plan_rule_sees_a_planted_branch() -> None:
+    planted = (
+        "def mesh(settings):\n    if settings.plan:\n        return 1\n\ndef other(self):\n    self.settings.plan\n"
+    )
+    assert _plan_reads(planted) == {"mesh", "other"}
+    assert _plan_reads("def f(options):\n    return options.plan\n") == set()
+
+
 def test_the_rules_see_a_planted_cycle_and_up_arrow() -> None:
     """The rules above must be able to fail: two core modules importing each other (one only for type
     checking, one inside a function) and one of them importing the harness are all caught."""

@@ -23,8 +23,9 @@ import pytest
 from conformance import PROJECT_ROOT
 from conformance.core import evidence, progress, redaction
 from conformance.harness.failures import EVIDENCE_KEY
-from conformance.harness.fixtures import CHECK_RUN_KEY, ENVIRONMENT_KEY, PLAN_KEY
+from conformance.harness.fixtures import CHECK_RUN_KEY, ENVIRONMENT_KEY, RUN_KIND_KEY
 from conformance.harness.keep import kept
+from conformance.harness.run_kinds import PLANNED_REASON
 from conformance.report import summary
 from conformance.report.document import (
     PROFILE_MARKERS,
@@ -50,7 +51,6 @@ from conformance.spec.catalogue import CATALOGUE
 ORACLE_FILE = "oracle.json"
 #: The published schema of oracle.json.
 ORACLE_SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "oracle.schema.json"
-PLANNED_REASON = "planned: a plan run walks the check without carrying anything out"
 
 
 class ReportCollector:
@@ -130,9 +130,8 @@ class ReportCollector:
             return
         records = list(self.records.values())
         records += catalogue_gaps(records, self.implemented)
-        plan = session.config.stash.get(PLAN_KEY, None)
-        if plan is not None:
-            plan_path = plan.write(self.settings.report_dir)
+        plan_path = session.config.stash[RUN_KIND_KEY].finish(self.settings.report_dir)
+        if plan_path is not None:
             progress.info(f"plan written to {plan_path}")
             if self.settings.oracle:
                 self._judge_with_oracle(session, plan_path)

@@ -25,6 +25,7 @@ from conformance.engine.actions import CheckActions
 from conformance.engine.check_run import CheckRun
 from conformance.engine.runtime import Runtime, WorkloadSpec
 from conformance.harness.keep import kept
+from conformance.harness.run_kinds import RunKind
 from conformance.report.environment import RunEnvironment
 from conformance.settings.options import IstioSource, MeshMode
 from conformance.settings.run_settings import Settings
@@ -33,7 +34,8 @@ from conformance.spec.model import Check
 from conformance.world.workloads import FRONTEND_SLEEP, FRONTEND_SLEEP_WITHOUT_SIDECAR, NGINX, SLEEP, SLEEP_A
 
 CHECK_RUN_KEY = pytest.StashKey[CheckRun]()
-PLAN_KEY = pytest.StashKey[Any]()
+#: How the run carries its checks out (conformance.harness.run_kinds), chosen once by the plugin.
+RUN_KIND_KEY = pytest.StashKey[RunKind]()
 #: The check's ``step`` (its run and runtime), for the hooks that handle a failure.
 STEP_KEY = pytest.StashKey[Step]()
 #: What the run observes of its environment (filled by the session fixtures, read by the report).
@@ -49,15 +51,14 @@ def check_of(item: pytest.Item) -> Check | None:
 
 
 @pytest.fixture(scope="session")
-def runtime(request: pytest.FixtureRequest, settings: Settings, mesh: Any) -> Iterator[Runtime]:
-    """What carries the scenarios out in this data-plane mode: the cluster, or the plan."""
-    mode: MeshMode = mesh.mode
-    if settings.plan:
-        from conformance.runtimes.planning import PlanRuntime, planned_egress_gateway
+def runtime(request: pytest.FixtureRequest, mesh: Any) -> Iterator[Runtime]:
+    """What carries the scenarios out in this data-plane mode: the cluster, or the plan (the run's kind)."""
+    yield from request.config.stash[RUN_KIND_KEY].runtime(request, mesh)
 
-        gateway = planned_egress_gateway(settings.plan_gateway)
-        yield PlanRuntime(mode, settings.timeouts, gateway=gateway, istio_version=settings.istio_version)
-        return
+
+def live_runtime(request: pytest.FixtureRequest, settings: Settings, mesh: Any) -> Iterator[Runtime]:
+    """The live kind's runtime: the client workloads of this mode on the cluster, removed afterwards."""
+    mode: MeshMode = mesh.mode
     from conformance.runtimes.live import LiveRuntime
 
     kube = request.getfixturevalue("kube")
@@ -132,9 +133,7 @@ def step(request: pytest.FixtureRequest, runtime: Runtime) -> Iterator[Step]:
             else:
                 scenario_step.cleanup()
         finally:
-            plan = request.config.stash.get(PLAN_KEY, None)
-            if plan is not None:
-                plan.add(actions)
+            request.config.stash[RUN_KIND_KEY].check_walked(actions)
 
 
 def _client(step: Step, runtime: Runtime, spec: WorkloadSpec) -> Client:

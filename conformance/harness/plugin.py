@@ -11,17 +11,20 @@ import contextlib
 import logging
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conformance.core import evidence, progress, redaction
+from conformance.engine.actions import CheckActions
+from conformance.engine.runtime import Runtime
 from conformance.harness import fixtures as scenario_fixtures
-from conformance.harness.collector import PLANNED_REASON, ReportCollector
+from conformance.harness.collector import ReportCollector
 from conformance.harness.failures import FailureHandling
-from conformance.harness.fixtures import ENVIRONMENT_KEY, PLAN_KEY, check_of
+from conformance.harness.fixtures import ENVIRONMENT_KEY, RUN_KIND_KEY, check_of
 from conformance.harness.keep import kept
+from conformance.harness.run_kinds import Mesh, PlannedRun, RunKind
 from conformance.images.image_list import load as load_image_list
 from conformance.images.image_map import run_images
 from conformance.images.kind_loading import Commands, ImageLoadError, find_tools, load_local_images
@@ -104,6 +107,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except SettingsError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SETTINGS_KEY] = settings
+    config.stash[RUN_KIND_KEY] = run_kind_for(settings)
     config.stash[E2E_REQUESTED_KEY] = requested
     if not config.pluginmanager.is_registered(scenario_fixtures):
         config.pluginmanager.register(scenario_fixtures, "egress-conformance-fixtures")
@@ -116,20 +120,16 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[ENVIRONMENT_KEY] = RunEnvironment()
         config.pluginmanager.register(ReportCollector(settings, config), "egress-conformance-report")
         config.pluginmanager.register(FailureHandling(settings), "egress-conformance-failures")
-        if settings.plan:
-            from conformance.runtimes.planning import Plan, planned_egress_gateway
-
-            config.stash[PLAN_KEY] = Plan(settings.istio_version, planned_egress_gateway(settings.plan_gateway))
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
-    """A check a plan run walked without a failure is reported skipped, as planned, in every channel
-    (pytest's summary, JUnit, Allure): a plan is not a pass."""
+    """The run's kind sees each check that ran to its end (a plan reports it skipped, as planned, in every
+    channel: pytest's summary, JUnit, Allure)."""
     result = yield
-    settings = pyfuncitem.config.stash.get(SETTINGS_KEY, None)
-    if settings is not None and settings.plan and pyfuncitem.get_closest_marker("egress"):
-        pytest.skip(PLANNED_REASON)
+    kind = pyfuncitem.config.stash.get(RUN_KIND_KEY, None)
+    if kind is not None and pyfuncitem.get_closest_marker("egress"):
+        kind.check_passed()
     return result
 
 
@@ -221,7 +221,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             item.add_marker(skip)
         return
     settings = config.stash[SETTINGS_KEY]
-    if config.option.collectonly or settings.plan or settings.kubeconfig is not None:
+    if config.option.collectonly or not config.stash[RUN_KIND_KEY].reaches_cluster or settings.kubeconfig is not None:
         return
     problem = container_engine_problem()
     if problem is not None:
@@ -275,16 +275,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def settings(pytestconfig: pytest.Config) -> Settings:
     return pytestconfig.stash[SETTINGS_KEY]
-
-
-@dataclass(frozen=True)
-class Mesh:
-    """The Istio data plane a scenario runs on."""
-
-    mode: MeshMode
-    istio_version: str
-    #: True when the harness installed this Istio (and removes it after the mode's checks).
-    installed_by_harness: bool
 
 
 def refuse_to_replace_istio(kube: Kube) -> str | None:
@@ -408,61 +398,87 @@ def istio_installer(settings: Settings, cluster: ClusterHandle, kube: Kube) -> I
 
 
 @pytest.fixture(scope="session")
-def mesh(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Mesh]:
-    """Istio in the data-plane mode of this parameter; installed and, afterwards, uninstalled by the harness
-    unless ``--istio existing``. Parametrised by ``pytest_generate_tests``: with ``--mesh-mode both`` the
-    sidecar checks run, Istio is removed, then the ambient checks run on a fresh install. In a plan run
-    nothing is installed and no cluster is needed."""
-    mode: MeshMode = request.param
-    if settings.plan:
-        yield Mesh(mode, settings.istio_version, installed_by_harness=False)
-        return
-    cluster: ClusterHandle = request.getfixturevalue("cluster")
-    kube: Kube = request.getfixturevalue("kube")
-    environment = _environment(request.config)
-    if settings.istio_source is IstioSource.EXISTING:
-        installed = detect_installed(kube)
-        environment.istio_version = installed.version
-        environment.install_method[mode.value] = (
-            f"installed before the run; version {installed.version} detected from the istiod image"
-            if mode in installed.modes
-            else "not installed (the data plane's node agents were not found)"
-        )
-        if mode not in installed.modes:
-            pytest.skip(f"the installed Istio {installed.version} does not run the {mode.value} data plane")
-        yield Mesh(mode, installed.version, installed_by_harness=False)
-        return
-    if not cluster.managed:
-        refusal = refuse_to_replace_istio(kube)
-        if refusal:
-            abort_run(request.config, refusal)
-    try:
-        installer: IstioInstaller = request.getfixturevalue("istio_installer")
-    except BinaryError as exc:
-        abort_run(request.config, str(exc))
-    try:
-        with progress.step(f"Installing Istio {settings.istio_version} ({mode.value} data plane)"):
-            installer.install(mode)
-    except BaseException as exc:
-        # A half-done install must not stay behind, nor be the base the next mode installs over; the
-        # install error stays the one reported.
-        with contextlib.suppress(IstioError):
-            installer.uninstall()
-        if isinstance(exc, IstioError | KubeError):
-            # Every check of the mode would fail on it alike: the run stops once, saying why.
-            abort_run(request.config, f"installing Istio {settings.istio_version} ({mode.value}) failed: {exc}")
-        raise
-    environment.istio_version = settings.istio_version
-    environment.install_method[mode.value] = (
-        f"istioctl install -f manifests/istio/{OVERLAYS[mode].name} (by the harness)"
-    )
-    if environment.istioctl_version is None:
-        environment.istioctl_version = istioctl_client_version(installer.istioctl)
-    try:
-        yield Mesh(mode, settings.istio_version, installed_by_harness=True)
-    finally:
-        if kept(request.config) is not None:
-            progress.info(f"Istio ({mode.value} data plane) is left installed (--keep-on-failure)")
-        else:
-            with progress.step(f"Removing Istio ({mode.value} data plane)"):
+def mesh(request: pytest.FixtureRequest) -> Iterator[Mesh]:
+    """Istio in the data-plane mode of this parameter, as the run's kind provides it. Parametrised by
+    ``pytest_generate_tests``: with ``--mesh-mode both`` the sidecar checks run, Istio is removed, then the
+    ambient checks run on a fresh install."""
+    yield from request.config.stash[RUN_KIND_KEY].mesh(request, request.param)
+
+
+def run_kind_for(settings: Settings) -> RunKind:
+    """The one place a plan run and a live run part."""
+    return PlannedRun(settings) if settings.plan else LiveRun(settings)
+
+
+class LiveRun:
+    """A run on a cluster: Istio installed (or found) per data-plane mode, the checks carried out."""
+
+    reaches_cluster = True
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def runtime(self, request: pytest.FixtureRequest, mesh: Mesh) -> Iterator[Runtime]:
+        return scenario_fixtures.live_runtime(request, self.settings, mesh)
+
+    def check_walked(self, actions: CheckActions) -> None:
+        pass
+
+    def check_passed(self) -> None:
+        pass
+
+    def finish(self, report_dir: Path) -> Path | None:
+        return None
+
+    def mesh(self, request: pytest.FixtureRequest, mode: MeshMode) -> Iterator[Mesh]:
+        """Installed and, afterwards, uninstalled by the harness unless ``--istio existing``."""
+        settings = self.settings
+        cluster: ClusterHandle = request.getfixturevalue("cluster")
+        kube: Kube = request.getfixturevalue("kube")
+        environment = _environment(request.config)
+        if settings.istio_source is IstioSource.EXISTING:
+            installed = detect_installed(kube)
+            environment.istio_version = installed.version
+            environment.install_method[mode.value] = (
+                f"installed before the run; version {installed.version} detected from the istiod image"
+                if mode in installed.modes
+                else "not installed (the data plane's node agents were not found)"
+            )
+            if mode not in installed.modes:
+                pytest.skip(f"the installed Istio {installed.version} does not run the {mode.value} data plane")
+            yield Mesh(mode, installed.version, installed_by_harness=False)
+            return
+        if not cluster.managed:
+            refusal = refuse_to_replace_istio(kube)
+            if refusal:
+                abort_run(request.config, refusal)
+        try:
+            installer: IstioInstaller = request.getfixturevalue("istio_installer")
+        except BinaryError as exc:
+            abort_run(request.config, str(exc))
+        try:
+            with progress.step(f"Installing Istio {settings.istio_version} ({mode.value} data plane)"):
+                installer.install(mode)
+        except BaseException as exc:
+            # A half-done install must not stay behind, nor be the base the next mode installs over; the
+            # install error stays the one reported.
+            with contextlib.suppress(IstioError):
                 installer.uninstall()
+            if isinstance(exc, IstioError | KubeError):
+                # Every check of the mode would fail on it alike: the run stops once, saying why.
+                abort_run(request.config, f"installing Istio {settings.istio_version} ({mode.value}) failed: {exc}")
+            raise
+        environment.istio_version = settings.istio_version
+        environment.install_method[mode.value] = (
+            f"istioctl install -f manifests/istio/{OVERLAYS[mode].name} (by the harness)"
+        )
+        if environment.istioctl_version is None:
+            environment.istioctl_version = istioctl_client_version(installer.istioctl)
+        try:
+            yield Mesh(mode, settings.istio_version, installed_by_harness=True)
+        finally:
+            if kept(request.config) is not None:
+                progress.info(f"Istio ({mode.value} data plane) is left installed (--keep-on-failure)")
+            else:
+                with progress.step(f"Removing Istio ({mode.value} data plane)"):
+                    installer.uninstall()
