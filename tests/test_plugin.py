@@ -269,7 +269,7 @@ class IstiodOnly:
 
 
 def test_never_installs_over_an_existing_istio_on_an_unmanaged_cluster() -> None:
-    from conformance.harness.plugin import refuse_to_replace_istio
+    from conformance.harness.live_run import refuse_to_replace_istio
 
     assert refuse_to_replace_istio(IstiodOnly(None)) is None  # type: ignore[arg-type]
     message = refuse_to_replace_istio(IstiodOnly("docker.io/istio/pilot:1.29.6"))  # type: ignore[arg-type]

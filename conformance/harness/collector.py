@@ -341,3 +341,16 @@ def _skip_reason(report: pytest.TestReport) -> str:
     if isinstance(longrepr, tuple) and len(longrepr) == 3:
         return str(longrepr[2]).removeprefix("Skipped: ")
     return str(longrepr)
+
+
+def report_collector(config: pytest.Config) -> ReportCollector | None:
+    plugin = config.pluginmanager.get_plugin("egress-conformance-report")
+    return plugin if isinstance(plugin, ReportCollector) else None
+
+
+def abort_run(config: pytest.Config, problem: str, selected: Sequence[pytest.Item] = ()) -> None:
+    """Stop the run with one message; the conformance report still records why, every check not run."""
+    collector = report_collector(config)
+    if collector is not None:
+        collector.abort(problem, selected)
+    pytest.exit(f"egress-conformance: {problem}", returncode=pytest.ExitCode.USAGE_ERROR)

@@ -208,3 +208,7 @@ def egress_waypoint(step: Step, mode: MeshMode) -> Waypoint:
 def waypoint(step: Step, runtime: Runtime) -> Waypoint:
     """The egress waypoint ``istio-egress/waypoint`` (seed 000): its access log."""
     return egress_waypoint(step, runtime.mode)
+
+
+def run_environment(config: pytest.Config) -> RunEnvironment:
+    return config.stash.setdefault(ENVIRONMENT_KEY, RunEnvironment())

@@ -11,28 +11,23 @@ import contextlib
 import logging
 import re
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conformance.core import evidence, progress, redaction
-from conformance.engine.actions import CheckActions
-from conformance.engine.runtime import Runtime
 from conformance.harness import fixtures as scenario_fixtures
-from conformance.harness.collector import ReportCollector
+from conformance.harness.collector import ReportCollector, abort_run
 from conformance.harness.failures import FailureHandling
-from conformance.harness.fixtures import ENVIRONMENT_KEY, RUN_KIND_KEY, check_of
+from conformance.harness.fixtures import ENVIRONMENT_KEY, RUN_KIND_KEY, check_of, run_environment
 from conformance.harness.keep import kept
+from conformance.harness.live_run import LiveRun
 from conformance.harness.run_kinds import Mesh, PlannedRun, RunKind
 from conformance.images.image_list import load as load_image_list
 from conformance.images.image_map import run_images
 from conformance.images.kind_loading import Commands, ImageLoadError, find_tools, load_local_images
-from conformance.istio.components import IstioError
-from conformance.istio.detection import detect_installed, istiod_present
-from conformance.istio.install import OVERLAYS, IstioInstaller
-from conformance.istio.istioctl import istioctl_client_version
-from conformance.kube.api import Kube, KubeError, KubeUnreachableError
+from conformance.istio.install import IstioInstaller
+from conformance.kube.api import Kube, KubeUnreachableError
 from conformance.platform.binaries import BinaryError
 from conformance.platform.cluster import (
     ClusterError,
@@ -43,7 +38,7 @@ from conformance.platform.cluster import (
     resolve_kind,
 )
 from conformance.report.environment import RunEnvironment
-from conformance.settings.options import OPTIONS, IstioSource, MeshMode, SettingsError, option_values
+from conformance.settings.options import OPTIONS, MeshMode, SettingsError, option_values
 from conformance.settings.run_settings import Settings, check_writable_directory
 from conformance.spec.catalogue import CATALOGUE
 from conformance.spec.model import Tier
@@ -228,14 +223,6 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         abort_run(config, problem, items)
 
 
-def abort_run(config: pytest.Config, problem: str, selected: Sequence[pytest.Item] = ()) -> None:
-    """Stop the run with one message; the conformance report still records why, every check not run."""
-    collector = _report_collector(config)
-    if collector is not None:
-        collector.abort(problem, selected)
-    pytest.exit(f"egress-conformance: {problem}", returncode=pytest.ExitCode.USAGE_ERROR)
-
-
 def _mode_rank(item: pytest.Item) -> int:
     callspec = getattr(item, "callspec", None)
     mode = callspec.params.get("mesh") if callspec is not None else None
@@ -277,30 +264,6 @@ def settings(pytestconfig: pytest.Config) -> Settings:
     return pytestconfig.stash[SETTINGS_KEY]
 
 
-def refuse_to_replace_istio(kube: Kube) -> str | None:
-    """On a cluster the harness does not manage, never install over (and later purge) someone's Istio."""
-    if not istiod_present(kube):
-        return None
-    try:
-        what = f"Istio {detect_installed(kube).version} is"
-    except IstioError:
-        what = "an Istio control plane (istio-system/istiod) is"
-    return (
-        f"egress-conformance: {what} already installed on this cluster; pass --istio existing "
-        "to test it as it is (the harness installs, and afterwards removes, its own Istio only on a cluster "
-        "without one)"
-    )
-
-
-def _report_collector(config: pytest.Config) -> ReportCollector | None:
-    plugin = config.pluginmanager.get_plugin("egress-conformance-report")
-    return plugin if isinstance(plugin, ReportCollector) else None
-
-
-def _environment(config: pytest.Config) -> RunEnvironment:
-    return config.stash.setdefault(ENVIRONMENT_KEY, RunEnvironment())
-
-
 @pytest.fixture(scope="session")
 def cluster(settings: Settings, pytestconfig: pytest.Config) -> Iterator[ClusterHandle]:
     def kept_because() -> str | None:
@@ -315,7 +278,7 @@ def cluster(settings: Settings, pytestconfig: pytest.Config) -> Iterator[Cluster
     try:
         redaction.register_kubeconfig_secrets(handle.kubeconfig)
         if handle.managed:
-            _environment(pytestconfig).kind_version = _kind_version(settings)
+            run_environment(pytestconfig).kind_version = _kind_version(settings)
             if settings.load_images:
                 _load_images(settings, handle, pytestconfig)
         yield handle
@@ -344,7 +307,7 @@ def _load_images(settings: Settings, handle: ClusterHandle, config: pytest.Confi
         load_local_images(references, handle.name, Commands(docker, kind, settings.timeouts.image_load))
     except ImageLoadError as exc:
         abort_run(config, str(exc))
-    _environment(config).images_loaded = references
+    run_environment(config).images_loaded = references
 
 
 def _kind_version(settings: Settings) -> str | None:
@@ -361,7 +324,7 @@ def kube(settings: Settings, cluster: ClusterHandle, pytestconfig: pytest.Config
             client.check_reachable()
         except KubeUnreachableError as exc:
             abort_run(pytestconfig, str(exc))
-        _environment(pytestconfig).observe_cluster(client)
+        run_environment(pytestconfig).observe_cluster(client)
         yield client
 
 
@@ -408,77 +371,3 @@ def mesh(request: pytest.FixtureRequest) -> Iterator[Mesh]:
 def run_kind_for(settings: Settings) -> RunKind:
     """The one place a plan run and a live run part."""
     return PlannedRun(settings) if settings.plan else LiveRun(settings)
-
-
-class LiveRun:
-    """A run on a cluster: Istio installed (or found) per data-plane mode, the checks carried out."""
-
-    reaches_cluster = True
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    def runtime(self, request: pytest.FixtureRequest, mesh: Mesh) -> Iterator[Runtime]:
-        return scenario_fixtures.live_runtime(request, self.settings, mesh)
-
-    def check_walked(self, actions: CheckActions) -> None:
-        pass
-
-    def check_passed(self) -> None:
-        pass
-
-    def finish(self, report_dir: Path) -> Path | None:
-        return None
-
-    def mesh(self, request: pytest.FixtureRequest, mode: MeshMode) -> Iterator[Mesh]:
-        """Installed and, afterwards, uninstalled by the harness unless ``--istio existing``."""
-        settings = self.settings
-        cluster: ClusterHandle = request.getfixturevalue("cluster")
-        kube: Kube = request.getfixturevalue("kube")
-        environment = _environment(request.config)
-        if settings.istio_source is IstioSource.EXISTING:
-            installed = detect_installed(kube)
-            environment.istio_version = installed.version
-            environment.install_method[mode.value] = (
-                f"installed before the run; version {installed.version} detected from the istiod image"
-                if mode in installed.modes
-                else "not installed (the data plane's node agents were not found)"
-            )
-            if mode not in installed.modes:
-                pytest.skip(f"the installed Istio {installed.version} does not run the {mode.value} data plane")
-            yield Mesh(mode, installed.version, installed_by_harness=False)
-            return
-        if not cluster.managed:
-            refusal = refuse_to_replace_istio(kube)
-            if refusal:
-                abort_run(request.config, refusal)
-        try:
-            installer: IstioInstaller = request.getfixturevalue("istio_installer")
-        except BinaryError as exc:
-            abort_run(request.config, str(exc))
-        try:
-            with progress.step(f"Installing Istio {settings.istio_version} ({mode.value} data plane)"):
-                installer.install(mode)
-        except BaseException as exc:
-            # A half-done install must not stay behind, nor be the base the next mode installs over; the
-            # install error stays the one reported.
-            with contextlib.suppress(IstioError):
-                installer.uninstall()
-            if isinstance(exc, IstioError | KubeError):
-                # Every check of the mode would fail on it alike: the run stops once, saying why.
-                abort_run(request.config, f"installing Istio {settings.istio_version} ({mode.value}) failed: {exc}")
-            raise
-        environment.istio_version = settings.istio_version
-        environment.install_method[mode.value] = (
-            f"istioctl install -f manifests/istio/{OVERLAYS[mode].name} (by the harness)"
-        )
-        if environment.istioctl_version is None:
-            environment.istioctl_version = istioctl_client_version(installer.istioctl)
-        try:
-            yield Mesh(mode, settings.istio_version, installed_by_harness=True)
-        finally:
-            if kept(request.config) is not None:
-                progress.info(f"Istio ({mode.value} data plane) is left installed (--keep-on-failure)")
-            else:
-                with progress.step(f"Removing Istio ({mode.value} data plane)"):
-                    installer.uninstall()

@@ -2,8 +2,8 @@
 (:func:`conformance.harness.plugin.run_kind_for`); the plugin, the fixtures and the collector ask it what to
 do, and none of them tells a plan from a live run itself.
 
-The live kind is the plugin's (:class:`conformance.harness.plugin.LiveRun`): it owns the session fixtures
-that reach the cluster. The plan kind is here: it installs nothing, walks every check with a
+The live kind, :class:`conformance.harness.live_run.LiveRun`, installs (or finds) Istio on the cluster the
+session fixtures reach. The plan kind is here: it installs nothing, walks every check with a
 :class:`~conformance.runtimes.planning.PlanRuntime`, writes ``plan.json`` and reports each check skipped as
 planned.
 """
