@@ -21,9 +21,19 @@ import pytest
 
 from conformance.probe.accesslog import (
     ISTIO_JSON_FIELDS,
-    Absent,
     AccessLogEntry,
     Address,
+    UnknownFieldError,
+    describe_log,
+    entries_for_probe,
+    entries_in_window,
+    entries_with_token,
+    parse_address,
+    parse_line,
+    parse_lines,
+)
+from conformance.probe.log_matchers import (
+    Absent,
     Contains,
     Exact,
     FieldMatcher,
@@ -34,15 +44,7 @@ from conformance.probe.accesslog import (
     PortOfAddress,
     Prefix,
     Present,
-    UnknownFieldError,
-    describe_log,
-    entries_for_probe,
-    entries_in_window,
-    entries_with_token,
     match,
-    parse_address,
-    parse_line,
-    parse_lines,
 )
 from tests.fakes.accesslogs import synthetic_log
 

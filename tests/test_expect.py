@@ -10,7 +10,8 @@ import pytest
 
 from conformance.core.expect import ExpectationFailed, consistently, eventually
 from conformance.core.timeouts import Timeouts
-from conformance.probe.accesslog import AccessLogEntry, LogExpectation, Prefix
+from conformance.probe.accesslog import AccessLogEntry
+from conformance.probe.log_matchers import LogExpectation, Prefix
 from conformance.probe.outcomes import CONN_REFUSED, TIMEOUT, Outcome, http
 
 TIMEOUTS = Timeouts(converge=30.0, hold=10.0, poll_interval=1.0)

@@ -251,8 +251,8 @@ def test_a_missing_access_log_entry_attaches_the_lines_searched(
     from conformance.core import evidence
     from conformance.core.expect import ExpectationFailed
     from conformance.engine.runtime import LogLookup, Observation, Until
-    from conformance.probe.accesslog import LogExpectation
     from conformance.probe.curl import CurlRequest
+    from conformance.probe.log_matchers import LogExpectation
     from conformance.probe.outcomes import http
     from conformance.probe.responses import Headers, ProbeResult, ResponseExpectation
     from conformance.runtimes.live import LiveRuntime

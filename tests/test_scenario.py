@@ -33,8 +33,9 @@ from conformance.engine.runtime import (
 from conformance.harness.fixtures import egress_waypoint
 from conformance.istio.mesh_config import OutboundMode
 from conformance.kube.api import ObjectRef
-from conformance.probe.accesslog import AccessLogEntry, LogExpectation
+from conformance.probe.accesslog import AccessLogEntry
 from conformance.probe.curl import CurlRequest
+from conformance.probe.log_matchers import LogExpectation
 from conformance.probe.outcomes import Outcome, http
 from conformance.probe.responses import Headers, ProbeResult, ResponseExpectation
 from conformance.runtimes.planning import PlanRuntime, overlay_egress_gateway

@@ -11,8 +11,8 @@ from conformance.checks.proxies import Proxy
 from conformance.checks.step import Step
 from conformance.engine.actions import expectation_dict
 from conformance.engine.runtime import LogSource, Observation, ProxyKind, Until, Workload
-from conformance.probe.accesslog import Exact, FieldMatcher
 from conformance.probe.curl import CurlRequest
+from conformance.probe.log_matchers import Exact, FieldMatcher
 from conformance.probe.outcomes import AnyHttp, AnyOutcome, NotOutcome, Outcome
 from conformance.probe.responses import ResponseExpectation
 from conformance.world.workloads import SIDECAR_CONTAINER

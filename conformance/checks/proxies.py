@@ -8,9 +8,9 @@ from conformance.checks.errors import ScenarioError
 from conformance.checks.step import Step
 from conformance.engine.actions import matcher_dict
 from conformance.engine.runtime import LogLookup, LogSource, Observation
-from conformance.probe.accesslog import (
+from conformance.probe.accesslog import AccessLogEntry
+from conformance.probe.log_matchers import (
     Absent,
-    AccessLogEntry,
     FieldMatcher,
     FieldSpec,
     HostOfAddress,

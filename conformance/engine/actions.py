@@ -16,7 +16,7 @@ from typing import Any
 
 from conformance.core.redaction import REDACTED
 from conformance.kube.api import ObjectRef
-from conformance.probe.accesslog import (
+from conformance.probe.log_matchers import (
     Absent,
     Contains,
     Exact,

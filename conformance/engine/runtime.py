@@ -21,8 +21,9 @@ from conformance.core.timeouts import Timeouts
 from conformance.engine.actions import Action
 from conformance.istio.mesh_config import OutboundMode
 from conformance.kube.api import ObjectRef
-from conformance.probe.accesslog import AccessLogEntry, LogExpectation
+from conformance.probe.accesslog import AccessLogEntry
 from conformance.probe.curl import CurlRequest
+from conformance.probe.log_matchers import LogExpectation
 from conformance.probe.responses import ProbeResult, ResponseExpectation
 from conformance.settings.options import MeshMode
 

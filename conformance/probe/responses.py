@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from conformance.probe.accesslog import FieldMatcher
+from conformance.probe.log_matchers import FieldMatcher
 from conformance.probe.outcomes import AnyHttp, AnyOutcome, NotOutcome, Outcome, OutcomeKind, ProbeError
 
 #: Largest response body kept in a ProbeResult; larger bodies are cut and flagged.

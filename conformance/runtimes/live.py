@@ -40,8 +40,9 @@ from conformance.engine.runtime import (
 from conformance.istio.components import EGRESS_GATEWAY, ISTIO_NAMESPACE
 from conformance.istio.mesh_config import OutboundMode, outbound_traffic_policy
 from conformance.kube.api import Kube, KubeError, ObjectRef
-from conformance.probe.accesslog import AccessLogEntry, LogExpectation, entries_for_probe, entries_in_window
+from conformance.probe.accesslog import AccessLogEntry, entries_for_probe, entries_in_window
 from conformance.probe.curl import CurlRequest, PodTarget, Prober
+from conformance.probe.log_matchers import LogExpectation
 from conformance.probe.outcomes import ProbeError
 from conformance.probe.responses import ProbeResult, ResponseExpectation
 from conformance.runtimes import failure_evidence

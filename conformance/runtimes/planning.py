@@ -44,8 +44,9 @@ from conformance.engine.runtime import (
 from conformance.istio.components import ISTIO_NAMESPACE
 from conformance.istio.mesh_config import OutboundMode
 from conformance.kube.api import ObjectRef
-from conformance.probe.accesslog import AccessLogEntry, LogExpectation
+from conformance.probe.accesslog import AccessLogEntry
 from conformance.probe.curl import CurlRequest
+from conformance.probe.log_matchers import LogExpectation
 from conformance.probe.responses import ResponseExpectation
 from conformance.settings.options import MeshMode, PlanGateway
 from conformance.world.external import DEFAULT_NAMESPACE, INGRESS_HOST, PUBLIC_HOSTS
