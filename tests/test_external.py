@@ -21,24 +21,26 @@ from conformance.core.manifests import Document, render
 from conformance.core.timeouts import Timeouts
 from conformance.kube.api import AppliedObject, ExecResult, KubeError, ObjectRef, PodInfo
 from conformance.world import external
-from conformance.world.external import (
-    COREDNS_CONFIGMAP,
-    COREDNS_DEPLOYMENT,
-    COREFILE_REVISION_ANNOTATION,
+from conformance.world.corefile import (
     DNS_BLOCK_BEGIN,
     DNS_BLOCK_END,
-    EXTERNAL_WORLD_LABEL,
-    PUBLIC_HOSTS,
     CorefileError,
-    ExternalWorld,
-    ExternalWorldError,
     corefile_reloads_itself,
     dns_block_addresses,
-    provide_external_world,
     render_dns_block,
     server_block_zones,
     with_dns_block,
     without_dns_block,
+)
+from conformance.world.external import (
+    COREDNS_CONFIGMAP,
+    COREDNS_DEPLOYMENT,
+    COREFILE_REVISION_ANNOTATION,
+    EXTERNAL_WORLD_LABEL,
+    PUBLIC_HOSTS,
+    ExternalWorld,
+    ExternalWorldError,
+    provide_external_world,
 )
 from conformance.world.pki import RunPKI
 from tests.fake_apiserver import merge_patch
