@@ -8,6 +8,7 @@ take its place). It puts together the modules that each do one thing:
 * ``kube_apply``: what a server-side apply sends and what counts as created;
 * ``kube_status``: judging conditions and rollouts;
 * ``kube_exec``: exec and logs inside pods;
+* ``conformance.kube.kube_like``: ``KubeLike``, the part of ``Kube`` the rest of the library uses;
 * ``conformance.core.poll``: every wait and retry, with deadlines named after ``conformance.core.timeouts``.
 
 The clock and the sleep are injectable so tests of the waits need no real waiting.
@@ -19,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from conformance.core import manifests, progress
 from conformance.core.poll import poll
@@ -68,7 +69,6 @@ __all__ = [
     "KubeApiError",
     "KubeConflictError",
     "KubeError",
-    "KubeLike",
     "KubeUnreachableError",
     "ObjectRef",
     "PodInfo",
@@ -88,51 +88,6 @@ DEFAULT_REQUEST_TIMEOUT = 30.0
 DEFAULT_POLL_INTERVAL = 0.5
 
 _GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
-
-
-class KubeLike(Protocol):
-    """What the rest of the library uses of ``Kube``: the type of stand-ins in tests, too."""
-
-    field_manager: str
-
-    def apply(
-        self, docs: Iterable[Mapping[str, Any]], default_namespace: str | None = None, *, dry_run: bool = False
-    ) -> list[AppliedObject]: ...
-
-    def apply_manifest(
-        self,
-        relative: str | Path,
-        variables: Mapping[str, str] | None = None,
-        default_namespace: str | None = None,
-    ) -> list[AppliedObject]: ...
-
-    def release(self, refs: Iterable[ObjectRef]) -> None: ...
-
-    def delete(self, refs: Iterable[ObjectRef], timeout: float, wait: bool = True) -> None: ...
-
-    def get(self, ref: ObjectRef) -> dict[str, Any] | None: ...
-
-    def merge_patch(self, ref: ObjectRef, patch: Mapping[str, Any]) -> dict[str, Any]: ...
-
-    def wait_condition(
-        self, ref: ObjectRef, condition_type: str, status: str = "True", *, timeout: float, deadline_name: str
-    ) -> dict[str, Any]: ...
-
-    def wait_rollout(self, kind: str, namespace: str, name: str, timeout: float) -> None: ...
-
-    def wait_crds_established(self, names: Iterable[str], timeout: float) -> None: ...
-
-    def wait_gateway_programmed(self, namespace: str, name: str, timeout: float) -> None: ...
-
-    def pods(self, namespace: str, label_selector: str) -> list[PodInfo]: ...
-
-    def pod(self, namespace: str, name: str) -> PodInfo | None: ...
-
-    def exec(
-        self, namespace: str, pod: str, command: list[str], container: str | None, timeout: float
-    ) -> ExecResult: ...
-
-    def logs(self, namespace: str, label_selector: str, container: str | None, since: datetime) -> dict[str, str]: ...
 
 
 class Kube:

@@ -38,7 +38,8 @@ from conformance.core import progress
 from conformance.core.expect import ExpectationFailed, eventually
 from conformance.core.timeouts import Timeouts
 from conformance.istio.components import ISTIO_NAMESPACE
-from conformance.kube.api import AppliedObject, KubeError, KubeLike, ObjectRef, PodInfo
+from conformance.kube.api import AppliedObject, KubeError, ObjectRef, PodInfo
+from conformance.kube.kube_like import KubeLike
 from conformance.probe.curl import PodTarget
 from conformance.world.corefile import corefile_reloads_itself, render_dns_block, with_dns_block, without_dns_block
 from conformance.world.pki import CLIENT_NAME, Credential, RunPKI
