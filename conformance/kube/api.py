@@ -9,6 +9,7 @@ take its place). It puts together the modules that each do one thing:
 * ``kube_status``: judging conditions and rollouts;
 * ``kube_exec``: exec and logs inside pods;
 * ``conformance.kube.kube_like``: ``KubeLike``, the part of ``Kube`` the rest of the library uses;
+* ``conformance.kube.polling``: the waits and retries ``Kube`` inherits from ``KubePolling``;
 * ``conformance.core.poll``: every wait and retry, with deadlines named after ``conformance.core.timeouts``.
 
 The clock and the sleep are injectable so tests of the waits need no real waiting.
@@ -20,10 +21,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from conformance.core import manifests, progress
-from conformance.core.poll import poll
 from conformance.core.timeouts import DEFAULT_TIMEOUTS, Timeouts
 from conformance.images.image_map import NO_IMAGE_MAP, ImageMap
 from conformance.kube.apply import (
@@ -38,7 +38,6 @@ from conformance.kube.apply import (
     was_created,
 )
 from conformance.kube.client import (
-    KindNotServedError,
     KubeClient,
     Response,
     bypass_environment_proxy_for_loopback,
@@ -48,10 +47,10 @@ from conformance.kube.errors import (
     KubeConflictError,
     KubeError,
     KubeUnreachableError,
-    is_transient,
 )
 from conformance.kube.exec import exec_in_pod, logs_since_seconds, read_log
 from conformance.kube.objects import AppliedObject, ExecResult, ObjectRef, PodInfo, pod_info
+from conformance.kube.polling import KubePolling
 from conformance.kube.status import (
     ROLLOUT_KINDS,
     RolloutProgress,
@@ -80,8 +79,6 @@ __all__ = [
 
 FIELD_MANAGER = "egress-conformance"
 
-_T = TypeVar("_T")
-
 #: Upper bound of one REST request; waits also cap it by what is left of their deadline.
 DEFAULT_REQUEST_TIMEOUT = 30.0
 #: Pause between two looks at the API server in a wait (not a deadline: those come from ``Timeouts``).
@@ -90,7 +87,7 @@ DEFAULT_POLL_INTERVAL = 0.5
 _GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
 
 
-class Kube:
+class Kube(KubePolling):
     """Typed access to one cluster through its own ApiClient."""
 
     def __init__(
@@ -127,97 +124,6 @@ class Kube:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    @property
-    def host(self) -> str:
-        return self._client.host
-
-    # ---- polling --------------------------------------------------------------------------------------
-
-    def _wait(
-        self,
-        description: str,
-        deadline_name: str,
-        timeout: float,
-        check: Callable[[], str | None],
-        *,
-        started: float | None = None,
-    ) -> None:
-        """Call ``check`` until it returns None (done) within ``timeout`` (counted from ``started``).
-
-        ``check`` returns what it is still waiting for; that text ends up in the timeout message. Transient
-        API errors count as "not yet".
-        """
-        polled = poll(
-            check,
-            lambda pending: pending is None,
-            seconds=timeout,
-            interval=self._poll_interval,
-            transient=is_transient,
-            clock=self._clock,
-            sleep=self._sleep,
-            started=started,
-        )
-        if not polled.done:
-            raise KubeError(
-                f"{description}: not done within the {deadline_name} deadline of {timeout:g}s; "
-                f"last seen: {polled.last_seen()}"
-            )
-
-    def _retry(
-        self,
-        deadline_name: str,
-        seconds: float,
-        call: Callable[[], _T],
-        done: Callable[[_T], bool] = lambda _: True,
-        not_done: str = "",
-    ) -> _T:
-        """``call`` again while it fails transiently (or ``done`` rejects its result) within ``seconds``.
-
-        At the deadline the last error is raised again with the attempts and the deadline added; a result
-        ``done`` kept rejecting raises KubeError with ``not_done``.
-        """
-        polled = poll(
-            call,
-            done,
-            seconds=seconds,
-            interval=self._poll_interval,
-            transient=is_transient,
-            clock=self._clock,
-            sleep=self._sleep,
-        )
-        if polled.done:
-            return polled.last  # type: ignore[return-value]  # done: the last attempt returned this
-        after = f"still failing after {polled.attempts} attempts within the {deadline_name} deadline of {seconds:g}s"
-        error = polled.last_error
-        if isinstance(error, KubeApiError):
-            raise type(error)(
-                f"{error} ({after})",
-                error.status,
-                reason=error.reason,
-                causes=error.causes,
-                server_message=error.server_message,
-            ) from error
-        raise KubeError(f"{not_done} ({after})")
-
-    def _resource(self, api_version: str, kind: str) -> Any:
-        """Resource type of ``kind``; a kind not served yet is looked up again until the discovery deadline."""
-        seconds = self.timeouts.discovery
-        polled = poll(
-            lambda: self._client.resource(api_version, kind),
-            lambda _: True,
-            seconds=seconds,
-            interval=self._poll_interval,
-            transient=lambda error: isinstance(error, KindNotServedError) or is_transient(error),
-            clock=self._clock,
-            sleep=self._sleep,
-        )
-        if not polled.done:
-            raise KubeError(
-                f"{kind} ({api_version}) is not served by {self.host} "
-                f"(looked again for {seconds:g}s, the discovery deadline): {polled.last_seen()}"
-            )
-        return polled.last
 
     # ---- reachability and version ---------------------------------------------------------------------
 
