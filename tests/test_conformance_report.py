@@ -17,7 +17,7 @@ from conformance.runtimes.failure_evidence import MAX_FILE_BYTES
 from conformance.runtimes.planning import PLAN_FILE
 from conformance.spec.catalogue import checks
 from conformance.spec.model import Profile
-from conformance.spec.records import TEST_CA_ADAPTATION
+from conformance.spec.record_texts import TEST_CA_ADAPTATION
 from tests.plan_run import PlanRun
 from tests.synthetic_run import SyntheticRun, synthetic_run
 

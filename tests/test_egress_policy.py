@@ -36,7 +36,7 @@ from conformance.checks.gateways import EgressGateway
 from conformance.core import manifests
 from conformance.kube.validation import VENDOR_CRD_SOURCES, Validator
 from conformance.settings.options import EtpProvider
-from conformance.spec.records import GATEWAY_MTLS_ADAPTATION, TEST_CA_ADAPTATION
+from conformance.spec.record_texts import GATEWAY_MTLS_ADAPTATION, TEST_CA_ADAPTATION
 from conformance.world.workloads import SLEEP_A
 from tests.test_scenario import RecordingRuntime, calls_of, new_step
 

@@ -249,7 +249,7 @@ def test_published_schema_is_itself_valid() -> None:
 def test_inherent_adaptations_are_the_unconditional_ones() -> None:
     from conformance.report.document import inherent_adaptations
     from conformance.spec.catalogue import lookup
-    from conformance.spec.records import GATEWAY_MTLS_ADAPTATION, TEST_CA_ADAPTATION
+    from conformance.spec.record_texts import GATEWAY_MTLS_ADAPTATION, TEST_CA_ADAPTATION
 
     reasons = [a["reason"] for a in inherent_adaptations(lookup("ETP-02"))]
     assert reasons == [TEST_CA_ADAPTATION] and GATEWAY_MTLS_ADAPTATION in lookup("ETP-02").adaptations
@@ -263,7 +263,7 @@ def test_an_adaptation_the_run_recorded_is_listed_once() -> None:
     from conformance.engine.check_run import Adaptation, CheckRun
     from conformance.report.document import run_adaptations
     from conformance.spec.catalogue import lookup
-    from conformance.spec.records import TEST_CA_ADAPTATION
+    from conformance.spec.record_texts import TEST_CA_ADAPTATION
 
     check = lookup("ETP-02")
     run = CheckRun(check, CheckActions(check.id, "x::y", "sidecar", check.profile.value, check.title))

@@ -41,7 +41,7 @@ from conformance.probe.responses import Headers, ProbeResult, ResponseExpectatio
 from conformance.runtimes.planning import PlanRuntime, overlay_egress_gateway
 from conformance.settings.options import MeshMode
 from conformance.spec.catalogue import lookup
-from conformance.spec.records import GATEWAY_MTLS_ADAPTATION, GATEWAY_PLAINTEXT_ADAPTATION
+from conformance.spec.record_texts import GATEWAY_MTLS_ADAPTATION, GATEWAY_PLAINTEXT_ADAPTATION
 from conformance.world.workloads import FRONTEND_SLEEP, SLEEP, SLEEP_A
 
 VARIABLES = {"INGRESS_GATEWAY_IP": "10.96.0.9"}

@@ -37,7 +37,7 @@ from conformance.checks.gateways import EgressGateway
 from conformance.checks.step import Step
 from conformance.core import manifests
 from conformance.settings.options import EtpProvider
-from conformance.spec.records import TEST_CA_ADAPTATION
+from conformance.spec.record_texts import TEST_CA_ADAPTATION
 
 #: Where each provider's manifests live, under ``manifests/scenarios/``.
 NATIVE_MANIFESTS = "etp/native"

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from conformance.engine.runtime import EgressGatewayInfo
-from conformance.spec.records import GATEWAY_MTLS_ADAPTATION, GATEWAY_PLAINTEXT_ADAPTATION
+from conformance.spec.record_texts import GATEWAY_MTLS_ADAPTATION, GATEWAY_PLAINTEXT_ADAPTATION
 
 
 class GatewayHop(StrEnum):

@@ -37,7 +37,7 @@ from conformance.settings.options import IstioSource
 from conformance.settings.run_settings import Settings
 from conformance.spec.catalogue import CATALOGUE
 from conformance.spec.model import Check, Profile, Tier
-from conformance.spec.records import GATEWAY_MTLS_ADAPTATION, GATEWAY_PLAINTEXT_ADAPTATION
+from conformance.spec.record_texts import GATEWAY_MTLS_ADAPTATION, GATEWAY_PLAINTEXT_ADAPTATION
 
 REPORT_FILE = "conformance-report.yaml"
 REPORT_JSON_FILE = "conformance-report.json"

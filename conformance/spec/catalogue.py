@@ -34,7 +34,7 @@ def lookup(check_id: str) -> Check:
     try:
         return CATALOGUE[check_id]
     except KeyError:
-        raise CatalogueError(f"{check_id!r} is not a check of the catalogue (conformance/spec/records.py)") from None
+        raise CatalogueError(f"{check_id!r} is not a check of the catalogue (conformance/spec/records_*.py)") from None
 
 
 def checks(profile: Profile | None = None) -> list[Check]:
