@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from conformance import MANIFESTS_DIR
-from conformance.core import versions
+from conformance.core import version_model, versions
 from conformance.core.timeouts import DEFAULT_TIMEOUTS
 from conformance.istio import gateway_api
 from conformance.istio.components import EGRESS_GATEWAY, IstioError
@@ -357,7 +357,7 @@ def fake_istioctl(fake_bin: FakeBin, version: str) -> FakeExecutable:
 
 
 @dataclass(frozen=True)
-class LoopbackRelease(versions.IstioRelease):
+class LoopbackRelease(version_model.IstioRelease):
     base: str = ""
 
     def archive_url(self, platform: str) -> str:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conformance import MANIFESTS_DIR
-from conformance.core import versions
+from conformance.core import version_model, versions
 from conformance.core.manifests import (
     Document,
     ManifestError,
@@ -43,7 +43,7 @@ def _registry(minor: str) -> SchemaRegistry:
     return SchemaRegistry.for_istio_minor(versions.VERSIONS.minor(minor))
 
 
-def registry_for(minor: versions.IstioMinor) -> SchemaRegistry:
+def registry_for(minor: version_model.IstioMinor) -> SchemaRegistry:
     return _registry(minor.minor)
 
 
@@ -67,7 +67,7 @@ def test_manifests_exist() -> None:
 
 @pytest.mark.parametrize("minor", versions.ISTIO_MINORS, ids=lambda m: f"istio-{m.minor}")
 def test_every_manifest_validates_against_each_supported_istio_minor(
-    minor: versions.IstioMinor, rendered_manifests: dict[str, list[Document]]
+    minor: version_model.IstioMinor, rendered_manifests: dict[str, list[Document]]
 ) -> None:
     """The minor's CRDs and Gateway API bundle, built-in kinds on its oldest and newest Kubernetes.
 
@@ -113,7 +113,7 @@ def test_gateway_api_bundle_objects_are_valid_kubernetes_objects(bundle: Path, v
 
 
 @pytest.mark.parametrize("minor", versions.ISTIO_MINORS, ids=lambda m: f"istio-{m.minor}")
-def test_schema_bundles_cover_the_kinds_scenarios_use(minor: versions.IstioMinor) -> None:
+def test_schema_bundles_cover_the_kinds_scenarios_use(minor: version_model.IstioMinor) -> None:
     kinds = registry_for(minor).kinds()
     for needed in [
         ("networking.istio.io/v1", "ServiceEntry"),

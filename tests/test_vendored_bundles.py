@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conformance import MANIFESTS_DIR
-from conformance.core import versions
+from conformance.core import version_model, versions
 from conformance.istio import gateway_api
 
 VENDORED_DIRS = (MANIFESTS_DIR / "schemas", MANIFESTS_DIR / "gateway-api")
@@ -42,7 +42,7 @@ def test_every_supported_minor_uses_vendored_files() -> None:
 
 
 @pytest.mark.parametrize("minor", versions.ISTIO_MINORS, ids=lambda m: f"istio-{m.minor}")
-def test_the_bundle_of_each_minor_passes_the_pre_apply_check(minor: versions.IstioMinor, tmp_path: Path) -> None:
+def test_the_bundle_of_each_minor_passes_the_pre_apply_check(minor: version_model.IstioMinor, tmp_path: Path) -> None:
     # Vendored, so nothing is downloaded into the cache; the standard-channel / bundle-version check runs.
     docs = gateway_api.load_gateway_api_bundle(minor.gateway_api, tmp_path)
     assert not any(tmp_path.iterdir())

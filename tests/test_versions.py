@@ -15,14 +15,14 @@ import pytest
 import yaml
 
 from conformance import PROJECT_ROOT
-from conformance.core import versions
+from conformance.core import version_model, versions, versions_file
 from conformance.kube.validation import CRD_SOURCES, KUBERNETES_VERSION
 from conformance.platform import binaries, cluster
 from conformance.settings.options import MeshMode
 from conformance.settings.run_settings import Settings
 from tests.fakes.executables import FakeBin, FakeExecutable
 
-RAW: dict[str, Any] = yaml.safe_load(versions.VERSIONS_PATH.read_text(encoding="utf-8"))
+RAW: dict[str, Any] = yaml.safe_load(version_model.VERSIONS_PATH.read_text(encoding="utf-8"))
 
 
 def edited(**changes: Any) -> dict[str, Any]:
@@ -32,8 +32,8 @@ def edited(**changes: Any) -> dict[str, Any]:
 
 
 def problems_of(data: object) -> str:
-    with pytest.raises(versions.VersionsError) as info:
-        versions.parse_versions(data, "versions.yaml")
+    with pytest.raises(versions_file.VersionsError) as info:
+        versions_file.parse_versions(data, "versions.yaml")
     return str(info.value)
 
 
@@ -58,7 +58,7 @@ def test_every_node_image_belongs_to_a_pinned_kind_release_with_checksums() -> N
     for node in versions.NODE_IMAGES:
         release = versions.kind_release_for_image(node.image)
         assert release is not None and release.version == node.kind
-        assert set(release.sha256) == versions.KIND_PLATFORMS
+        assert set(release.sha256) == versions_file.KIND_PLATFORMS
         assert node.image.startswith(f"kindest/node:v{node.kubernetes}.")
 
 
@@ -94,7 +94,7 @@ def test_no_istioctl_checksum_is_pinned_without_a_source() -> None:
 
 
 def test_mesh_modes_are_the_harness_modes() -> None:
-    assert tuple(mode.value for mode in MeshMode) == versions.MESH_MODES
+    assert tuple(mode.value for mode in MeshMode) == version_model.MESH_MODES
 
 
 # --- checks of the file --------------------------------------------------------------------------------
@@ -133,7 +133,7 @@ def test_every_problem_is_reported_at_once() -> None:
 
 
 def test_the_checked_in_file_loads() -> None:
-    assert versions.load() == versions.VERSIONS
+    assert versions_file.load() == versions.VERSIONS
 
 
 # --- the matrix ----------------------------------------------------------------------------------------
@@ -261,6 +261,6 @@ def test_a_pinned_istioctl_checksum_with_its_source_is_used_for_that_release() -
     data = copy.deepcopy(RAW)
     data["istio"]["minors"][1]["istioctl_sha256"] = {"linux-amd64": "c" * 64}
     data["istio"]["minors"][1]["istioctl_sha256_source"] = "the release's istioctl-1.30.3-linux-amd64.tar.gz.sha256"
-    parsed = versions.parse_versions(data)
+    parsed = versions_file.parse_versions(data)
     assert parsed.minor("1.30").release.sha256 == {"linux-amd64": "c" * 64}
     assert parsed.minor("1.31").release.sha256 == {}

@@ -26,7 +26,7 @@ import kubernetes_validate
 import yaml
 
 from conformance import MANIFESTS_DIR
-from conformance.core import versions
+from conformance.core import version_model, versions
 
 #: Kubernetes minor the schemas of built-in kinds are taken from by default: the default node image's.
 KUBERNETES_VERSION = versions.VERSIONS.default_node.kubernetes
@@ -110,7 +110,7 @@ class SchemaRegistry:
         return registry
 
     @classmethod
-    def for_istio_minor(cls, minor: versions.IstioMinor) -> SchemaRegistry:
+    def for_istio_minor(cls, minor: version_model.IstioMinor) -> SchemaRegistry:
         """The minor's Istio CRDs (manifests/schemas/<schemas>/) and its Gateway API bundle."""
         return cls.from_files((minor.crd_path, minor.gateway_api_bundle_path, *VENDOR_CRD_SOURCES))
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conformance import MANIFESTS_DIR
-from conformance.core import progress, versions
+from conformance.core import progress, version_model, versions
 from conformance.core.processes import output_tail, run_bounded, run_tool
 from conformance.core.timeouts import PROBE_SECONDS, Timeouts
 from conformance.platform import binaries
@@ -93,7 +93,7 @@ class KindVersion:
 # --- kind binary ----------------------------------------------------------------------------------------
 
 
-def kind_download_spec(release: versions.KindRelease | None = None) -> binaries.DownloadSpec:
+def kind_download_spec(release: version_model.KindRelease | None = None) -> binaries.DownloadSpec:
     """A pinned kind release (default: the default node image's) for this machine (raises BinaryError naming
     --kind-bin if unsupported)."""
     chosen = release or versions.KIND
@@ -139,7 +139,7 @@ def kind_supports_network_policy(kind_bin: Path) -> bool:
     return True
 
 
-def kind_is_pinned_release(kind_bin: Path, release: versions.KindRelease | None = None, image: str = "") -> bool:
+def kind_is_pinned_release(kind_bin: Path, release: version_model.KindRelease | None = None, image: str = "") -> bool:
     """True when ``kind`` is of the minor of ``release`` (default: the default node image's), the release that
     publishes the node image: kind does not promise a node image works with other releases."""
     chosen = release or versions.KIND
