@@ -14,25 +14,29 @@ import yaml
 from conformance import MANIFESTS_DIR, PROJECT_ROOT
 from conformance.checks.clients import Client
 from conformance.checks.egress_policy import (
-    FIELD_MAPPING,
-    IMPLICIT_GATEWAY_MTLS,
-    PROVIDERS,
     REPORT_KEY,
     Carriage,
-    EgressPolicies,
     EgressProtocol,
     EgressRule,
     ExternalPort,
-    NativeProvider,
     PolicyError,
-    VendorProvider,
-    mapping_record,
-    mapping_table,
-    policy_fields,
     rule_of_native_resources,
     rules_of_vendor_policy,
 )
 from conformance.checks.gateways import EgressGateway
+from conformance.checks.policy_mapping import (
+    FIELD_MAPPING,
+    IMPLICIT_GATEWAY_MTLS,
+    mapping_record,
+    mapping_table,
+    policy_fields,
+)
+from conformance.checks.policy_providers import (
+    PROVIDERS,
+    EgressPolicies,
+    NativeProvider,
+    VendorProvider,
+)
 from conformance.core import manifests
 from conformance.kube.validation import VENDOR_CRD_SOURCES, Validator
 from conformance.settings.options import EtpProvider

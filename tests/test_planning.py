@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from conformance import PROJECT_ROOT
-from conformance.checks.egress_policy import REPORT_KEY, mapping_record
+from conformance.checks.egress_policy import REPORT_KEY
+from conformance.checks.policy_mapping import mapping_record
 from conformance.core.redaction import REDACTED
 from conformance.core.timeouts import DEFAULT_TIMEOUTS
 from conformance.engine.runtime import Dataplane, WorkloadSpec

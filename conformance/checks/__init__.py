@@ -25,9 +25,10 @@ the check's Allure result. What actually happens is the runtime's business (``co
 """
 
 from conformance.checks.clients import Client, Request
-from conformance.checks.egress_policy import AppliedPolicy, EgressPolicies, EgressProtocol, ExternalPort
+from conformance.checks.egress_policy import EgressProtocol, ExternalPort
 from conformance.checks.gateway_hop import ISTIO_MUTUAL, PLAINTEXT, GatewayHop
 from conformance.checks.gateways import EgressGateway, Waypoint
+from conformance.checks.policy_providers import AppliedPolicy, EgressPolicies
 from conformance.checks.proxies import ABSENT, Proxy, host, port, prefix
 from conformance.checks.step import Step
 from conformance.istio.mesh_config import OutboundMode

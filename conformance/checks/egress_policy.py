@@ -1,5 +1,6 @@
-"""Seed 001's egress traffic policies: the typed request, the config providers that express it, and the
-mapping between the vendor's policy fields and native Istio.
+"""Seed 001's egress traffic policies: the typed request, and reading a provider's manifests back into it.
+The config providers that express a request live in ``conformance.checks.policy_providers``; the mapping
+between the vendor's policy fields and native Istio in ``conformance.checks.policy_mapping``.
 
 An ETP step asks for one thing: *the resources that let these workloads reach these hosts through the
 egress gateway with http | https-upgrade | https-passthrough | tcp* — an :class:`EgressRule`, built from
@@ -27,17 +28,9 @@ nothing of it; ``conformance.checks`` exports its types to the scenarios.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
-
-from conformance.checks.clients import Client
-from conformance.checks.gateway_hop import ISTIO_MUTUAL
-from conformance.checks.gateways import EgressGateway
-from conformance.checks.step import Step
-from conformance.core import manifests
-from conformance.settings.options import EtpProvider
-from conformance.spec.record_texts import TEST_CA_ADAPTATION
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 #: Where each provider's manifests live, under ``manifests/scenarios/``.
 NATIVE_MANIFESTS = "etp/native"
@@ -162,104 +155,6 @@ class EgressRule:
         if self.https_upgrade_port is not None:
             record["httpsUpgrade"] = {"enabled": True, "port": self.https_upgrade_port}
         return record
-
-
-# ------------------------------------------------------------------------------------------- the mapping
-
-
-@dataclass(frozen=True)
-class FieldMapping:
-    """One row of the mapping table: a field of the vendor's policy and where native Istio expresses it."""
-
-    #: Path of the field in the vendor's resource (``[]`` for list items).
-    policy_field: str
-    resource: str
-    native_field: str
-
-    def record(self) -> dict[str, str]:
-        return {"policyField": self.policy_field, "nativeResource": self.resource, "nativeField": self.native_field}
-
-
-#: Not a field: the seed's sidecar-to-gateway hop is always mTLS, whatever the policy says.
-IMPLICIT_GATEWAY_MTLS = "(sidecar to gateway: mTLS)"
-_FROM = "spec.egressRules[].from[]"
-_TO = "spec.egressRules[].to[]"
-_SIDECAR = "Sidecar <to[].name>"
-_DEFAULT_SIDECAR = "Sidecar (namespace default)"
-
-#: Seed 001's policy fields, and the native resources and fields of ``etp/native/*.yaml`` that express them.
-FIELD_MAPPING: tuple[FieldMapping, ...] = (
-    FieldMapping("metadata.name", "Gateway", "metadata.name, in istio-system"),
-    FieldMapping("metadata.name", _DEFAULT_SIDECAR, "metadata.name"),
-    FieldMapping("metadata.namespace", "(none)", "none: from[].namespace and istio-system"),
-    FieldMapping("spec.byEgressGateway.name", "Gateway", "spec.selector: istio=<name>"),
-    FieldMapping("spec.byEgressGateway.name", "VirtualService", "mesh hop: destination, the gateway Service"),
-    FieldMapping(f"{_FROM}.namespace", "ServiceEntry", "metadata.namespace; exportTo ., istio-system"),
-    FieldMapping(f"{_FROM}.namespace", "VirtualService", "metadata.namespace; exportTo ., istio-system"),
-    FieldMapping(f"{_FROM}.namespace", "Sidecar", "metadata.namespace"),
-    FieldMapping(f"{_FROM}.namespace", "Gateway", "spec.servers[].hosts: <namespace>/*"),
-    FieldMapping(f"{_FROM}.workloadSelector", _SIDECAR, "spec.workloadSelector.labels"),
-    FieldMapping(f"{_FROM}.workloadSelector", _SIDECAR, "spec.egress[].hosts: ./*, istio-system/*"),
-    FieldMapping(f"{_FROM}.workloadSelector", _DEFAULT_SIDECAR, "spec.egress[].hosts: istio-system/*"),
-    FieldMapping(f"{_TO}.name", "ServiceEntry", "metadata.name"),
-    FieldMapping(f"{_TO}.name", "VirtualService", "HTTP: <to[].name>-<host>; else <to[].name>"),
-    FieldMapping(f"{_TO}.name", _SIDECAR, "metadata.name"),
-    FieldMapping(f"{_TO}.name", "DestinationRule", "metadata.name: <to[].name>-<host>"),
-    FieldMapping(f"{_TO}.hosts", "ServiceEntry", "spec.hosts"),
-    FieldMapping(f"{_TO}.hosts", "VirtualService", "spec.hosts"),
-    FieldMapping(f"{_TO}.hosts", "VirtualService", "HTTP: one per host, both hops"),
-    FieldMapping(f"{_TO}.hosts", "VirtualService", "HTTPS mesh hop: tls match sniHosts"),
-    FieldMapping(f"{_TO}.hosts", "VirtualService", "HTTPS, TCP gateway hop: tcp to the 1st host"),
-    FieldMapping(f"{_TO}.hosts", "DestinationRule", "spec.host: one per host"),
-    FieldMapping(f"{_TO}.port.name", "ServiceEntry", "spec.ports[].name"),
-    FieldMapping(f"{_TO}.port.number", "ServiceEntry", "spec.ports[].number"),
-    FieldMapping(f"{_TO}.port.number", "VirtualService", "mesh hop: match port"),
-    FieldMapping(f"{_TO}.port.number", "VirtualService", "gateway hop: destination port"),
-    FieldMapping(f"{_TO}.port.protocol", "ServiceEntry", "spec.ports[].protocol"),
-    FieldMapping(f"{_TO}.port.protocol", "VirtualService", "routes: HTTP http; HTTPS tls, tcp; TCP tcp"),
-    FieldMapping(f"{_TO}.port.protocol", "Gateway", "spec.servers[].port.protocol: HTTPS or TLS"),
-    FieldMapping(f"{_TO}.byEgressGateway.port", "Gateway", "spec.servers[].port.number"),
-    FieldMapping(f"{_TO}.byEgressGateway.port", "VirtualService", "mesh hop: destination port"),
-    FieldMapping(f"{_TO}.byEgressGateway.port", "VirtualService", "gateway hop: match port"),
-    FieldMapping(f"{_TO}.byEgressGateway", "Gateway", "no port: spec.servers[].port = to[].port"),
-    FieldMapping(f"{_TO}.byEgressGateway", "VirtualService", "no port: both hops use to[].port.number"),
-    FieldMapping(f"{_TO}.httpsUpgrade.enabled", "DestinationRule", "tls.mode SIMPLE, istio-system, exportTo ."),
-    FieldMapping(f"{_TO}.httpsUpgrade.port", "ServiceEntry", "spec.ports[]: that port, protocol HTTPS"),
-    FieldMapping(f"{_TO}.httpsUpgrade.port", "VirtualService", "gateway hop: destination port"),
-    FieldMapping(f"{_TO}.httpsUpgrade.port", "DestinationRule", "portLevelSettings[].port.number"),
-    FieldMapping(IMPLICIT_GATEWAY_MTLS, "Gateway", "spec.servers[].tls.mode: ISTIO_MUTUAL"),
-    FieldMapping(IMPLICIT_GATEWAY_MTLS, "DestinationRule (harness)", "gateway host ISTIO_MUTUAL if pods unlabelled"),
-)
-
-
-def mapping_table() -> str:
-    """The mapping as the plain table the ETP scenario module's docstring holds (checked by a test)."""
-    rows = [("policy field", "native resource", "native field")]
-    rows += [(m.policy_field, m.resource, m.native_field) for m in FIELD_MAPPING]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = [f"{policy:<{widths[0]}}  {resource:<{widths[1]}}  {native}" for policy, resource, native in rows]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
-
-
-def mapping_record() -> list[dict[str, str]]:
-    return [m.record() for m in FIELD_MAPPING]
-
-
-def policy_fields(value: Any, prefix: str = "") -> Iterator[str]:
-    """Paths of the fields a policy document sets (a label map, a list of plain values and an empty object
-    each count as one field)."""
-    if isinstance(value, Mapping):
-        if not value or prefix.endswith("workloadSelector"):
-            yield prefix
-            return
-        for key, child in value.items():
-            yield from policy_fields(child, f"{prefix}.{key}" if prefix else str(key))
-    elif isinstance(value, list) and any(isinstance(item, Mapping | list) for item in value):
-        for item in value:
-            yield from policy_fields(item, f"{prefix}[]")
-    else:
-        yield prefix
 
 
 # ----------------------------------------------------------------------------- reading manifests back
@@ -403,140 +298,3 @@ def rule_of_native_resources(docs: Sequence[Mapping[str, Any]]) -> EgressRule:
         gateway_port,
         upgrade,
     )
-
-
-# ------------------------------------------------------------------------------------------- providers
-
-
-@dataclass(frozen=True)
-class PolicyResources:
-    """A provider's answer: the manifests holding one rule's policy (applied together, revoked together)."""
-
-    provider: EtpProvider
-    manifests: tuple[str, ...]
-    #: The harness makes the rule's sidecars speak mTLS to the egress gateway (``Step.sidecars_reach``).
-    gateway_hop: bool = False
-    #: The gateway's TLS origination trusts the run's test CA (``TEST_CA_MANIFEST`` in its namespace).
-    test_ca: bool = False
-    #: The documented environment the policy needs (e.g. its namespace): applied first, never revoked.
-    setup: tuple[str, ...] = ()
-
-
-class ConfigProvider(Protocol):
-    """Turns an egress rule into the scenario manifests that express it on the mesh under test."""
-
-    @property
-    def kind(self) -> EtpProvider: ...
-
-    def resources(self, rule: EgressRule) -> PolicyResources: ...
-
-
-class NativeProvider:
-    """Upstream Istio resources, one hand-written manifest per documented rule."""
-
-    kind = EtpProvider.NATIVE
-
-    def resources(self, rule: EgressRule) -> PolicyResources:
-        manifest = f"{NATIVE_MANIFESTS}/{rule.carriage.value}.yaml"
-        expressed = rule_of_native_resources(manifests.render(f"scenarios/{manifest}"))
-        if expressed != rule.with_effective_gateway_port():
-            raise PolicyError(f"{manifest} expresses {expressed.record()}, not the rule asked for: {rule.record()}")
-        return PolicyResources(
-            self.kind, (manifest,), gateway_hop=True, test_ca=rule.carriage is Carriage.HTTPS_UPGRADE
-        )
-
-
-class VendorProvider:
-    """The vendor's ``ASMEgressTrafficPolicy``, as the seed shows it; the vendor's mesh does the rest."""
-
-    kind = EtpProvider.VENDOR
-
-    def resources(self, rule: EgressRule) -> PolicyResources:
-        manifest = f"{VENDOR_MANIFESTS}/{rule.carriage.value}.yaml"
-        (doc,) = manifests.render(f"scenarios/{manifest}")
-        granted = rules_of_vendor_policy(doc)
-        if granted != [rule]:
-            raise PolicyError(
-                f"{manifest} grants {[r.record() for r in granted]}, not the rule asked for: {rule.record()}"
-            )
-        return PolicyResources(self.kind, (manifest,), setup=(VENDOR_NAMESPACE_MANIFEST,))
-
-
-PROVIDERS: Mapping[EtpProvider, ConfigProvider] = {
-    EtpProvider.NATIVE: NativeProvider(),
-    EtpProvider.VENDOR: VendorProvider(),
-}
-
-
-# -------------------------------------------------------------------------------------- the etp fixture
-
-
-@dataclass
-class AppliedPolicy:
-    """What ``EgressPolicies.allow`` applied for one rule."""
-
-    rule: EgressRule
-    resources: PolicyResources
-    record: dict[str, Any] = field(default_factory=dict)
-
-
-class EgressPolicies:
-    """The ``etp`` fixture: seed 001's egress traffic policies, expressed by the run's config provider.
-
-    ::
-
-        hosts, http_80 = ("www.httpbin.org", "httpbin.org"), ExternalPort(80, "http", EgressProtocol.HTTP)
-        policy = etp.allow(sleep_a, "httpbin-service-http", hosts, http_80, gateway_port=80)
-        ...
-        etp.revoke(policy)   # the documented deletion of the policy
-
-    Every policy is recorded in the check's report entry (key :data:`REPORT_KEY`): the provider, the rule and
-    the manifests, beside the field mapping.
-    """
-
-    def __init__(self, step: Step, gateway: EgressGateway, provider: ConfigProvider) -> None:
-        self._step = step
-        self._gateway = gateway
-        self.provider = provider
-        self._report: dict[str, Any] = {
-            "provider": provider.kind.value,
-            "rules": [],
-            "fieldMapping": mapping_record(),
-        }
-
-    def allow(
-        self,
-        client: Client,
-        name: str,
-        hosts: Sequence[str],
-        port: ExternalPort,
-        *,
-        gateway_port: int | None = None,
-        https_upgrade_port: int | None = None,
-    ) -> AppliedPolicy:
-        """Let ``client``'s workloads (its namespace, its pod labels) reach ``hosts`` through the gateway."""
-        step = self._step
-        spec = client.workload.spec
-        rule = EgressRule.of(name, spec.namespace, spec.pod_labels, hosts, port, gateway_port, https_upgrade_port)
-        resources = self.provider.resources(rule)
-        if resources.gateway_hop:
-            step.sidecars_reach(self._gateway, over=ISTIO_MUTUAL, namespace=rule.namespace)
-        if resources.test_ca:
-            step.adapt(TEST_CA_MANIFEST, reason=TEST_CA_ADAPTATION)
-        try:
-            if resources.setup:
-                step.apply(*resources.setup)
-            step.apply(*resources.manifests)
-        except Exception as exc:  # the provider's kind may not be served here: name the option that chose it
-            raise PolicyError(
-                f"--etp-provider {self.provider.kind.value}: applying {', '.join(resources.manifests)} failed: {exc}"
-            ) from exc
-        record = {"rule": rule.record(), "manifests": list(resources.manifests), "revoked": False}
-        self._report["rules"].append(record)
-        step.run.details[REPORT_KEY] = self._report
-        return AppliedPolicy(rule, resources, record)
-
-    def revoke(self, policy: AppliedPolicy) -> None:
-        """Delete the policy (the seed's ``kubectl delete``) and wait until its resources are gone."""
-        self._step.delete(*policy.resources.manifests)
-        policy.record["revoked"] = True

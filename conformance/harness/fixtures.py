@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from conformance.checks.clients import Client
-from conformance.checks.egress_policy import PROVIDERS, EgressPolicies
 from conformance.checks.gateways import EgressGateway, Waypoint
+from conformance.checks.policy_providers import PROVIDERS, EgressPolicies
 from conformance.checks.step import Step
 from conformance.core import evidence, progress, redaction
 from conformance.engine.actions import CheckActions
