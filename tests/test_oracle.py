@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from conformance.engine import oracle, oracle_build
-from conformance.engine.oracle import OracleReport, Verdict, compare, run_oracle
+from conformance.engine.oracle import OracleReport, run_oracle
 from conformance.engine.oracle_build import (
     Branch,
     OracleError,
@@ -30,6 +30,8 @@ from conformance.engine.oracle_build import (
     cache_key,
     run_manifest_generate,
 )
+from conformance.engine.oracle_judgement import compare
+from conformance.engine.oracle_verdicts import Verdict
 from tests.fakes.executables import FakeBin
 
 REPO = Path(__file__).resolve().parent.parent

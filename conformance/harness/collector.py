@@ -170,8 +170,9 @@ class ReportCollector:
         A disagreement the catalogue does not explain (``Check.oracle_disagreement``) fails the run; an
         oracle that cannot be built or run is an error of the run, never a verdict.
         """
-        from conformance.engine.oracle import Verdict, run_oracle
+        from conformance.engine.oracle import run_oracle
         from conformance.engine.oracle_build import OracleError, OracleTimeouts
+        from conformance.engine.oracle_verdicts import Verdict
 
         try:
             with progress.step("routing oracle: predicting every probe's path with Istio's own code"):
