@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from conformance import PROJECT_ROOT
-from conformance.engine.crossref import Rule, check_findings, declared_breaks, plan_problems
+from conformance.engine.crossref import check_findings, declared_breaks, plan_problems
+from conformance.engine.crossref_context import Rule
 from conformance.runtimes.planning import Plan
 from conformance.spec.catalogue import CATALOGUE
 from tests.plan_run import PlanRun

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from conformance import MANIFESTS_DIR
-from conformance.engine.crossref import Context, Rule, configuration_problems
+from conformance.engine.crossref import configuration_problems
+from conformance.engine.crossref_context import Context, Rule
 from conformance.engine.istio_config import Configuration
 from conformance.kube.api import Kube
 from conformance.runtimes.planning import overlay_egress_gateway

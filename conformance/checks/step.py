@@ -18,6 +18,7 @@ from conformance.core import evidence, manifests, versions
 from conformance.engine import crossref
 from conformance.engine.actions import object_ref, redacted, ref_dict, resources_dict
 from conformance.engine.check_run import Adaptation, CheckRun
+from conformance.engine.crossref_context import Context
 from conformance.engine.istio_config import Configuration
 from conformance.engine.runtime import Applied, EgressGatewayInfo, Observation, Runtime
 from conformance.istio.mesh_config import OutboundMode
@@ -179,7 +180,7 @@ class Step:
         gateway = self.runtime.egress_gateway()
         # The check's clients exist before its body runs (they are its fixtures): all of them are known here.
         workloads = [client.record() for client in self.run.clients.values()]
-        context = crossref.Context.of_run(gateway.record() if gateway else None, workloads, self.runtime.mode.value)
+        context = Context.of_run(gateway.record() if gateway else None, workloads, self.runtime.mode.value)
         problems = crossref.configuration_problems(configuration, context, crossref.declared_breaks(self.check.id))
         if problems:
             raise CrossReferenceError(
