@@ -9,7 +9,8 @@ import pytest
 
 from conformance.core import versions
 from conformance.report import matrix_summary
-from conformance.report.document import CheckRecord, CheckResult, build_report, write_report
+from conformance.report.check_records import CheckRecord, CheckResult
+from conformance.report.document import build_report, write_report
 from conformance.report.matrix_summary import Cell, parse_matrix, read_cell, render, summarize
 from conformance.settings.run_settings import Settings
 

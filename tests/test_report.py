@@ -11,18 +11,13 @@ import jsonschema
 import pytest
 import yaml
 
+from conformance.report.certification import ProfileResult, ProfileSummary, RunStatus, Selection, certifiable
+from conformance.report.check_records import CheckRecord, CheckResult
 from conformance.report.document import (
     REPORT_SCHEMA,
-    CheckRecord,
-    CheckResult,
-    ProfileResult,
-    ProfileSummary,
     ReportInvalid,
     RunInfo,
-    RunStatus,
-    Selection,
     build_report,
-    certifiable,
     validate_report,
     write_report,
 )
@@ -247,7 +242,7 @@ def test_published_schema_is_itself_valid() -> None:
 
 
 def test_inherent_adaptations_are_the_unconditional_ones() -> None:
-    from conformance.report.document import inherent_adaptations
+    from conformance.report.check_records import inherent_adaptations
     from conformance.spec.catalogue import lookup
     from conformance.spec.record_texts import GATEWAY_MTLS_ADAPTATION, TEST_CA_ADAPTATION
 
@@ -261,7 +256,7 @@ def test_an_adaptation_the_run_recorded_is_listed_once() -> None:
     adaptation must not be added a second time, and the recorded one keeps its manifests."""
     from conformance.engine.actions import CheckActions
     from conformance.engine.check_run import Adaptation, CheckRun
-    from conformance.report.document import run_adaptations
+    from conformance.report.check_records import run_adaptations
     from conformance.spec.catalogue import lookup
     from conformance.spec.record_texts import TEST_CA_ADAPTATION
 

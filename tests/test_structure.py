@@ -176,7 +176,11 @@ def test_module_stays_small(path: Path) -> None:
 
 #: Where the run's kind may be read from the settings: the one place it is chosen, and the report, which states
 #: it (and why a plan run certifies nothing). Everything else asks the kind (conformance.harness.run_kinds).
-PLAN_READERS = {("conformance.harness.plugin", "run_kind_for"), ("conformance.report.document", None)}
+PLAN_READERS = {
+    ("conformance.harness.plugin", "run_kind_for"),
+    ("conformance.report.document", None),
+    ("conformance.report.certification", None),
+}
 
 
 def _plan_reads(source: str) -> set[str | None]:

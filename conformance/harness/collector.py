@@ -27,19 +27,20 @@ from conformance.harness.fixtures import CHECK_RUN_KEY, ENVIRONMENT_KEY, RUN_KIN
 from conformance.harness.keep import kept
 from conformance.harness.run_kinds import PLANNED_REASON
 from conformance.report import summary
-from conformance.report.document import (
-    PROFILE_MARKERS,
-    UNPROFILED,
+from conformance.report.certification import RunStatus, Selection
+from conformance.report.check_records import (
     CheckRecord,
     CheckResult,
-    ReportInvalid,
-    RunInfo,
-    RunStatus,
-    Selection,
-    build_report,
     catalogue_gaps,
     probe_records,
     run_adaptations,
+)
+from conformance.report.document import (
+    PROFILE_MARKERS,
+    UNPROFILED,
+    ReportInvalid,
+    RunInfo,
+    build_report,
     scrubbed,
     write_report,
 )

@@ -17,9 +17,8 @@ of secrets before they are written.
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -30,14 +29,19 @@ import yaml
 
 from conformance import DOCUMENT_API_VERSION, __version__
 from conformance.core import redaction
-from conformance.engine.check_run import CheckRun
+from conformance.report.certification import (
+    ProfileSummary,
+    RunStatus,
+    Selection,
+    certifiable,
+    profile_certifiability,
+)
+from conformance.report.check_records import CheckRecord, CheckResult
 from conformance.report.environment import RunEnvironment
 from conformance.settings.implementation import Implementation, upstream_istio
 from conformance.settings.options import IstioSource
 from conformance.settings.run_settings import Settings
-from conformance.spec.catalogue import CATALOGUE
-from conformance.spec.model import Check, Profile, Tier
-from conformance.spec.record_texts import GATEWAY_MTLS_ADAPTATION, GATEWAY_PLAINTEXT_ADAPTATION
+from conformance.spec.model import Profile
 
 REPORT_FILE = "conformance-report.yaml"
 REPORT_JSON_FILE = "conformance-report.json"
@@ -51,260 +55,6 @@ PROFILE_MARKERS = {
     "external_world": Profile.EXTERNAL_WORLD.value,
 }
 UNPROFILED = "UNPROFILED"
-#: The one ``-m`` expression that selects the whole suite.
-FULL_SUITE_MARKEXPR = "egress"
-
-
-class CheckResult(enum.StrEnum):
-    PASSED = "passed"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-    #: Walked by a plan run: nothing was carried out.
-    PLANNED = "planned"
-    #: Selected, but the run stopped before it.
-    NOT_RUN = "not-run"
-    #: Implemented, but left out by -k / -m.
-    NOT_SELECTED = "not-selected"
-    #: In the catalogue, without a test.
-    NOT_IMPLEMENTED = "not-implemented"
-    #: Does not apply to upstream Istio (the catalogue says why).
-    NOT_APPLICABLE = "not-applicable"
-
-
-class ProfileResult(enum.StrEnum):
-    SUCCESS = "success"
-    #: Nothing failed but some core check did not pass (skipped, not run, not implemented, ...).
-    PARTIAL = "partial"
-    FAILURE = "failure"
-
-
-class RunStatus(enum.StrEnum):
-    COMPLETED = "completed"
-    ABORTED = "aborted"
-
-
-@dataclass
-class CheckRecord:
-    check_id: str
-    nodeid: str | None
-    profile: str
-    mode: str | None
-    result: CheckResult
-    reason: str | None = None
-    duration: float = 0.0
-    #: Adaptations the harness applied while the check ran: {reason, manifests}.
-    adaptations: list[dict[str, Any]] = field(default_factory=list)
-    #: Outcomes the catalogue asks to record as observed (label -> outcome).
-    observed: dict[str, str] = field(default_factory=dict)
-    #: The documented requests, what they were expected to and did end in, and when they converged.
-    probes: list[dict[str, Any]] = field(default_factory=list)
-    #: Evidence files of a failed check (``EvidenceFile.record()``) and what could not be collected.
-    evidence: list[dict[str, Any]] = field(default_factory=list)
-    evidence_errors: list[str] = field(default_factory=list)
-    #: Further facts the check's run recorded for its entry, by key (e.g. ``egressTrafficPolicy``).
-    details: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def check(self) -> Check | None:
-        return CATALOGUE.get(self.check_id)
-
-    @property
-    def core(self) -> bool:
-        check = self.check
-        return check is None or check.tier is Tier.CORE
-
-    @property
-    def convergence_seconds(self) -> float | None:
-        """The check's time to converge: its slowest positive probe, from the last configuration change
-        before it to the first of its N consecutive matches."""
-        values = [p["convergedAfterSeconds"] for p in self.probes if p.get("convergedAfterSeconds") is not None]
-        return round(max(values), 3) if values else None
-
-    def as_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"id": self.check_id}
-        check = self.check
-        if check is not None:
-            data["title"] = check.title
-            data["tier"] = check.tier.value
-            data["family"] = check.family
-            if check.seed is not None:
-                data["seed"] = {"file": check.seed.file, "section": check.seed.section}
-        if self.nodeid:
-            data["test"] = self.nodeid
-        data["result"] = self.result.value
-        if self.mode:
-            data["mode"] = self.mode
-        if self.reason:
-            data["reason"] = self.reason
-        if check is not None and check.deviation:
-            data["deviation"] = {"documented": check.documented, "expected": check.expected, "reason": check.deviation}
-        if check is not None and check.specification_correction:
-            data["specificationCorrection"] = check.specification_correction
-        if check is not None and check.beyond_specification:
-            data["beyondSpecification"] = check.beyond_specification
-        if self.adaptations:
-            data["adaptations"] = list(self.adaptations)
-        if self.observed:
-            data["observed"] = dict(self.observed)
-        if self.probes:
-            data["probes"] = list(self.probes)
-        data["convergenceSeconds"] = self.convergence_seconds
-        data.update(self.details)
-        if self.evidence or self.evidence_errors:
-            data["evidence"] = {"files": list(self.evidence), "errors": list(self.evidence_errors)}
-        data["durationSeconds"] = round(self.duration, 3)
-        return data
-
-
-def probe_records(run: CheckRun) -> list[dict[str, Any]]:
-    """Report entries of a check run's probes: each documented
-    request, its expectation, and — for those that finished — the outcome, attempts and convergence."""
-    observations = {o.probe_id: o for o in run.observations}
-    records = []
-    for action in run.actions.actions:
-        if action.type != "probe":
-            continue
-        fields = action.fields
-        record: dict[str, Any] = {
-            "id": fields["probe"],
-            "client": fields["client"],
-            "command": fields["request"]["display"],
-            "until": fields["until"],
-            "expected": fields["expect"]["outcome"],
-        }
-        if fields.get("control"):
-            record["control"] = True
-        observation = observations.get(fields["probe"])
-        if observation is not None and observation.result is not None:
-            record["outcome"] = observation.outcome_text
-            record["attempts"] = observation.attempts
-            converged = observation.converged_after
-            record["convergedAfterSeconds"] = round(converged, 3) if converged is not None else None
-        records.append(record)
-    return records
-
-
-def run_adaptations(run: CheckRun, ran: bool) -> list[dict[str, Any]]:
-    """The adaptations of a check's report entry: those its run recorded (with their manifests), then, when
-    it ran, the catalogue's inherent ones the run did not record itself (each adaptation listed once)."""
-    recorded = [a.record() for a in run.adaptations]
-    if not ran:
-        return recorded
-    reasons = {a.reason for a in run.adaptations}
-    return recorded + [a for a in inherent_adaptations(run.check) if a["reason"] not in reasons]
-
-
-def inherent_adaptations(check: Check) -> list[dict[str, Any]]:
-    """The catalogue's adaptations that hold whenever the check runs (the gateway-hop ones are recorded by
-    the check itself, only when it applies them)."""
-    conditional = {GATEWAY_PLAINTEXT_ADAPTATION, GATEWAY_MTLS_ADAPTATION}
-    return [
-        {"reason": text, "manifests": [], "inherent": True} for text in check.adaptations if text not in conditional
-    ]
-
-
-#: Results that count as a problem for a profile without being a failure.
-_INCOMPLETE = frozenset(
-    {
-        CheckResult.SKIPPED,
-        CheckResult.PLANNED,
-        CheckResult.NOT_RUN,
-        CheckResult.NOT_SELECTED,
-        CheckResult.NOT_IMPLEMENTED,
-    }
-)
-
-
-@dataclass
-class ProfileSummary:
-    name: str
-    checks: list[CheckRecord] = field(default_factory=list)
-
-    def count(self, result: CheckResult) -> int:
-        return sum(1 for c in self.checks if c.result is result)
-
-    @property
-    def result(self) -> ProfileResult:
-        if self.count(CheckResult.FAILED):
-            return ProfileResult.FAILURE
-        core = [c for c in self.checks if c.core and c.result is not CheckResult.NOT_APPLICABLE]
-        if not core or any(c.result in _INCOMPLETE for c in core):
-            return ProfileResult.PARTIAL
-        return ProfileResult.SUCCESS
-
-    def as_dict(self, not_certifiable_because: Sequence[str] = ()) -> dict[str, Any]:
-        certification: dict[str, Any] = {"certifiable": not not_certifiable_because}
-        if not_certifiable_because:
-            certification["notCertifiableBecause"] = list(not_certifiable_because)
-        return {
-            "name": self.name,
-            "summary": {
-                "result": self.result.value,
-                "statistics": {r.value: self.count(r) for r in CheckResult},
-            },
-            **certification,
-            "failedChecks": sorted({c.check_id for c in self.checks if c.result is CheckResult.FAILED}),
-            "skippedChecks": sorted({c.check_id for c in self.checks if c.result is CheckResult.SKIPPED}),
-            "notPassedChecks": [
-                {"id": c.check_id, "mode": c.mode, "result": c.result.value, "reason": c.reason or c.result.value}
-                for c in self.checks
-                if c.result is not CheckResult.PASSED
-            ],
-            "checks": [c.as_dict() for c in self.checks],
-        }
-
-
-def catalogue_gaps(
-    records: Sequence[CheckRecord], implemented: Iterable[str], profiles: Iterable[str] | None = None
-) -> list[CheckRecord]:
-    """Records for the catalogue checks the run did not select: not applicable, not implemented, or left
-    out by -k / -m. ``implemented`` are the IDs that have a test; ``profiles`` limits to those profiles."""
-    present = {r.check_id for r in records}
-    implemented_ids = set(implemented)
-    wanted = set(profiles) if profiles is not None else None
-    gaps = []
-    for check in CATALOGUE.values():
-        if check.id in present or (wanted is not None and check.profile.value not in wanted):
-            continue
-        mode = ",".join(m.value for m in check.modes) or None
-        if check.not_applicable:
-            gaps.append(
-                CheckRecord(check.id, None, check.profile.value, mode, CheckResult.NOT_APPLICABLE, check.not_applicable)
-            )
-        elif check.id not in implemented_ids:
-            gaps.append(
-                CheckRecord(
-                    check.id,
-                    None,
-                    check.profile.value,
-                    mode,
-                    CheckResult.NOT_IMPLEMENTED,
-                    "the catalogue has this check but the harness has no test for it yet",
-                )
-            )
-        else:
-            gaps.append(
-                CheckRecord(
-                    check.id,
-                    None,
-                    check.profile.value,
-                    mode,
-                    CheckResult.NOT_SELECTED,
-                    "left out of this run by -k / -m / --mesh-mode",
-                )
-            )
-    return gaps
-
-
-@dataclass(frozen=True)
-class Selection:
-    """How the run chose its checks (pytest's ``-m`` and ``-k``)."""
-
-    mark_expression: str = FULL_SUITE_MARKEXPR
-    keyword_expression: str = ""
-
-    def record(self) -> dict[str, Any]:
-        return {"markExpression": self.mark_expression, "keywordExpression": self.keyword_expression or None}
 
 
 @dataclass(frozen=True)
@@ -321,75 +71,6 @@ class RunInfo:
     kept_for_inspection: str | None = None
     #: CI facts (GitHub Actions run) when the run happened there.
     ci: Mapping[str, str] = field(default_factory=dict)
-
-
-#: The profiles a report can certify; EXTERNAL-WORLD checks the harness itself.
-CERTIFICATION_PROFILES = ("EGRESS-SIDECAR", "EGRESS-AMBIENT")
-EXTERNAL_WORLD_PROFILE = "EXTERNAL-WORLD"
-
-
-def certifiable(
-    records: Sequence[CheckRecord], settings: Settings, status: RunStatus, selection: Selection | None = None
-) -> list[str]:
-    """Why no profile of the run can be handed in for certification, whatever its checks show (empty when
-    the run as a whole qualifies; each profile adds its own reasons, see :func:`profile_certifiability`)."""
-    selection = selection or Selection()
-    reasons: list[str] = []
-    if settings.plan:
-        reasons.append("plan run: nothing was carried out on a cluster")
-    if status is RunStatus.ABORTED:
-        reasons.append("the run stopped before its checks ran")
-    if selection.mark_expression.strip() != FULL_SUITE_MARKEXPR:
-        reasons.append(
-            f"narrowed by -m {selection.mark_expression!r}: only `-m {FULL_SUITE_MARKEXPR}` selects the whole suite "
-            "(choose data-plane modes with --mesh-mode)"
-        )
-    if selection.keyword_expression.strip():
-        reasons.append(f"narrowed by -k {selection.keyword_expression!r}")
-    if settings.istio_source is IstioSource.INSTALL and not settings.plan:
-        reasons.append(
-            "the harness installed upstream Istio itself: a reference run of upstream Istio, not of an "
-            "implementation under test (certify an installation with --istio existing and --implementation-file)"
-        )
-    if settings.implementation is None and settings.istio_source is IstioSource.EXISTING:
-        reasons.append("the Istio under test is not described: pass --implementation-file")
-    if settings.istio_overlay is not None:
-        reasons.append(
-            f"Istio was installed with --istio-overlay {settings.istio_overlay.name}, which changes Istio's "
-            "defaults: the configuration under test is not the documented one"
-        )
-    failing = sorted(
-        r.check_id for r in records if r.profile == EXTERNAL_WORLD_PROFILE and r.result is CheckResult.FAILED
-    )
-    if failing:
-        reasons.append(f"the harness's checks of its own external world failed ({', '.join(failing)})")
-    return reasons
-
-
-def profile_certifiability(profile: ProfileSummary, run_reasons: Sequence[str], modes: Sequence[str]) -> list[str]:
-    """Why ``profile`` cannot be certified by this report (empty when it can)."""
-    if profile.name not in CERTIFICATION_PROFILES:
-        return ["the harness's checks of itself: a condition of every other profile, not a profile to certify"]
-    reasons = list(run_reasons)
-    core = [c for c in profile.checks if c.core]
-
-    def ids(result: CheckResult) -> str:
-        return ", ".join(sorted({c.check_id for c in core if c.result is result}))
-
-    if any(c.result is CheckResult.NOT_SELECTED for c in core):
-        reasons.append(
-            f"its checks were not selected (this run: --mesh-mode {','.join(modes)}; -k / -m narrow too): "
-            + ids(CheckResult.NOT_SELECTED)
-        )
-    for result, what in (
-        (CheckResult.FAILED, "failed"),
-        (CheckResult.SKIPPED, "were skipped"),
-        (CheckResult.NOT_RUN, "did not run"),
-        (CheckResult.NOT_IMPLEMENTED, "are not implemented"),
-    ):
-        if any(c.result is result for c in core):
-            reasons.append(f"core checks {what}: {ids(result)}")
-    return reasons
 
 
 def implementation_of(settings: Settings, istio_version: str | None) -> Implementation:
