@@ -15,9 +15,17 @@ AMB-X4 (REGISTRY_ONLY) does not apply to ztunnel and has no test; its catalogue 
 from __future__ import annotations
 
 from conformance.checks import ABSENT, CONN_REFUSED, TIMEOUT, TLS_RESET, Client, Step, Waypoint, http, port, prefix
-from conformance.spec.catalogue import check
-from conformance.spec.records import WAYPOINT_TEST_CA_ADAPTATION
+from conformance.spec.catalogue import ambient_check
+from conformance.spec.model import Tier
+from conformance.spec.record_texts import AMB_INTRO, AMB_STEP1, AMB_STEP4, AMB_STEP5, TEST_CA_ADAPTATION
 from conformance.world.external import CLIENT_CA_FILE
+
+#: How the ambient profile's waypoint trusts the test CA when it originates TLS (seed 000, step 5).
+WAYPOINT_TEST_CA_ADAPTATION = (
+    f"{TEST_CA_ADAPTATION}: the DestinationRule's credentialName names a Secret in istio-egress holding only "
+    "ca.crt (a waypoint may read a CA-only credential of its own namespace); SNI and the certificate's name "
+    "check keep Istio's defaults, taken from the request host aliyun.com, which the origin's certificate names"
+)
 
 NETWORK_POLICY = "ambient/network-policy.yaml"
 WAYPOINT = "ambient/waypoint.yaml"
@@ -60,14 +68,24 @@ def attach_policy(step: Step, policy: str) -> None:
     step.wait_for(policy, "WaypointAccepted", kind="AuthorizationPolicy")
 
 
-@check("AMB-01")
+@ambient_check(
+    "AMB-01",
+    "An ambient pod reaches an external host directly",
+    AMB_STEP1,
+    "301 with the origin's own Server header",
+)
 def test_ambient_client_reaches_an_unregistered_host_directly(step: Step, sleep: Client) -> None:
     sleep.curl("-sI", "http://aliyun.com").converges_to(
         http(301), headers={"x-external-world-scheme": "http"}, no_headers_with_prefix=("x-envoy-",)
     )
 
 
-@check("AMB-02")
+@ambient_check(
+    "AMB-02",
+    "A NetworkPolicy stops ambient pods reaching the outside directly",
+    AMB_INTRO,
+    "blocked (implied)",
+)
 def test_network_policy_closes_the_direct_way_out(step: Step, sleep: Client) -> None:
     """The block means something only if the same request got through before it: the control first."""
     with step.documented("Step 1: the client reaches the host directly"):
@@ -76,7 +94,18 @@ def test_network_policy_closes_the_direct_way_out(step: Step, sleep: Client) -> 
     sleep.curl("-sI", "http://aliyun.com").is_denied(TIMEOUT | CONN_REFUSED | TLS_RESET)
 
 
-@check("AMB-03")
+@ambient_check(
+    "AMB-03",
+    "A waypoint in istio-egress carries traffic to a ServiceEntry host",
+    AMB_STEP4,
+    "301, server: envoy, x-envoy-upstream-service-time; waypoint log",
+    deviation="the seed's waypoint log has a field authority_for (Istio's JSON access log has none; the "
+    "host is in authority), an upstream_cluster ending in ';' (the cluster's alt_stat_name, which "
+    "%UPSTREAM_CLUSTER% prints; Istio's log uses %UPSTREAM_CLUSTER_RAW%, inbound-vip|80|http|aliyun.com) "
+    "and method GET for a curl -I request, which sends HEAD; its "
+    "response shows server: envoy, where an upstream waypoint overwrites Server with istio-envoy (the "
+    "server name of its inbound listeners)",
+)
 def test_waypoint_carries_the_registered_host(step: Step, sleep: Client, waypoint: Waypoint) -> None:
     close_direct_egress(step)
     open_waypoint(step)
@@ -96,7 +125,17 @@ def test_waypoint_carries_the_registered_host(step: Step, sleep: Client, waypoin
     )
 
 
-@check("AMB-04")
+@ambient_check(
+    "AMB-04",
+    "The waypoint upgrades HTTP to HTTPS towards the origin",
+    AMB_STEP5,
+    "301; the waypoint forwards to port 443",
+    deviation="the seed's response after the upgrade repeats the one before it (Location "
+    "https://aliyun.com/, server: envoy); reached over HTTPS, aliyun.com redirects to "
+    "https://www.aliyun.com/ (the external world's aliyun.com does so, modelled on the real apex), and the "
+    "waypoint writes server: istio-envoy",
+    adaptations=(WAYPOINT_TEST_CA_ADAPTATION,),
+)
 def test_waypoint_upgrades_the_request_to_https(step: Step, sleep: Client, waypoint: Waypoint) -> None:
     close_direct_egress(step)
     open_waypoint(step)
@@ -116,7 +155,15 @@ def test_waypoint_upgrades_the_request_to_https(step: Step, sleep: Client, waypo
     )
 
 
-@check("AMB-05")
+@ambient_check(
+    "AMB-05",
+    "The application's own HTTPS passes the waypoint at L4",
+    AMB_STEP5,
+    "HTTPS is forwarded as TLS: no L7 capabilities",
+    adaptations=(TEST_CA_ADAPTATION,),
+    beyond_specification="seed 000's introduction and step 5: a waypoint forwards an application's "
+    "direct HTTPS as TLS and can apply only TCP-level policy and routing to it",
+)
 def test_application_https_passes_the_waypoint_at_l4(step: Step, sleep: Client, waypoint: Waypoint) -> None:
     """The seed's warning: a waypoint cannot read an application's own TLS, so it forwards the connection
     (no L7 fields in its entry, no Envoy headers on the origin's answer)."""
@@ -131,7 +178,15 @@ def test_application_https_passes_the_waypoint_at_l4(step: Step, sleep: Client, 
     )
 
 
-@check("AMB-X1")
+@ambient_check(
+    "AMB-X1",
+    "A DENY by source namespace at the egress waypoint",
+    None,
+    "(ambient equivalent of NSD-04: 403 with server: envoy)",
+    deviation="seed 004 shows server: envoy on the denial; an upstream waypoint answers with server: "
+    "istio-envoy (the server name Istio gives its inbound and gateway listeners)",
+    tier=Tier.EXTENDED,
+)
 def test_waypoint_denies_the_client_namespace(step: Step, sleep: Client, waypoint: Waypoint) -> None:
     egress_through_waypoint(step, ALIYUN)
     attach_policy(step, "ambient/deny-client-namespace.yaml")
@@ -139,7 +194,13 @@ def test_waypoint_denies_the_client_namespace(step: Step, sleep: Client, waypoin
     waypoint.log_for(r).has(response_code=403, response_code_details=prefix(DENIED_BY.format("deny-client-namespace")))
 
 
-@check("AMB-X2")
+@ambient_check(
+    "AMB-X2",
+    "A DENY for POST at the egress waypoint",
+    None,
+    "(ambient equivalent of ETP-05: POST RBAC: access denied, GET allowed)",
+    tier=Tier.EXTENDED,
+)
 def test_waypoint_denies_post_and_lets_get_through(step: Step, sleep: Client, waypoint: Waypoint) -> None:
     egress_through_waypoint(step, HTTPBIN)
     attach_policy(step, "ambient/deny-post.yaml")
@@ -151,7 +212,13 @@ def test_waypoint_denies_post_and_lets_get_through(step: Step, sleep: Client, wa
     waypoint.log_for(allowed).has(upstream_cluster="inbound-vip|80|http|httpbin.org", method="GET", response_code=200)
 
 
-@check("AMB-X3")
+@ambient_check(
+    "AMB-X3",
+    "A DENY by principal and path at the egress waypoint",
+    None,
+    "(ambient equivalent of MTLS-05: /headers denied for the sleep identity)",
+    tier=Tier.EXTENDED,
+)
 def test_waypoint_denies_one_path_to_the_sleep_identity(step: Step, sleep: Client, waypoint: Waypoint) -> None:
     egress_through_waypoint(step, HTTPBIN)
     attach_policy(step, "ambient/deny-principal-path.yaml")
@@ -163,3 +230,14 @@ def test_waypoint_denies_one_path_to_the_sleep_identity(step: Step, sleep: Clien
     waypoint.log_for(allowed).has(
         upstream_cluster="inbound-vip|80|http|httpbin.org", path="/status/200", response_code=200
     )
+
+
+ambient_check(
+    "AMB-X4",
+    "REGISTRY_ONLY for ambient workloads",
+    None,
+    "(ambient equivalent of EGW-02 / ETP-00)",
+    tier=Tier.EXTENDED,
+    not_applicable="ztunnel does not implement meshConfig.outboundTrafficPolicy: unknown destinations "
+    "leave directly at L4 in ambient mode; blocking them is a NetworkPolicy's job (see AMB-02)",
+)

@@ -9,16 +9,34 @@ two-hop VirtualService finally carry it through ``istio-system/istio-egressgatew
 from __future__ import annotations
 
 from conformance.checks import ABSENT, ALLOW_ANY, PLAINTEXT, REGISTRY_ONLY, Client, EgressGateway, Step, host, http
-from conformance.spec.catalogue import check
+from conformance.spec.catalogue import sidecar_check
+from conformance.spec.record_texts import EGW_STEP1, EGW_STEP2, EGW_STEP3, EGW_STEP4, GATEWAY_PLAINTEXT_ADAPTATION
 
 
-@check("EGW-01")
+@sidecar_check(
+    "EGW-01",
+    "With ALLOW_ANY a sidecar reaches an unregistered external host",
+    EGW_STEP1,
+    "301",
+)
 def test_allow_any_reaches_an_unregistered_host(step: Step, sleep: Client) -> None:
     step.mesh(outbound=ALLOW_ANY)
     sleep.curl("-sI", "http://aliyun.com").converges_to(http(301))
 
 
-@check("EGW-02")
+@sidecar_check(
+    "EGW-02",
+    "With REGISTRY_ONLY and no ServiceEntry the sidecar refuses the request",
+    EGW_STEP2,
+    "502",
+    specification_correction="the specification expects upstream_cluster=BlackHoleCluster in the "
+    "sidecar's log. For plain HTTP under REGISTRY_ONLY istiod ends the port's route configuration with a "
+    "catch-all virtual host whose one route, named block_all (util.BlackHole in "
+    "pilot/pkg/networking/util/util.go), answers 502 itself as a direct response "
+    "(pilot/pkg/networking/core/httproute.go): the request reaches no cluster, and the log's "
+    "upstream_cluster is empty. BlackHoleCluster only receives what the catch-all TCP filter chain "
+    "takes (TLS and other TCP), as in ETP's tls-reset checks",
+)
 def test_registry_only_refuses_an_unregistered_host(step: Step, sleep: Client) -> None:
     """The denial means something only if the same request succeeds without it: the control first."""
     with step.documented("Step 1: under ALLOW_ANY the host answers"):
@@ -31,7 +49,12 @@ def test_registry_only_refuses_an_unregistered_host(step: Step, sleep: Client) -
     )
 
 
-@check("EGW-03")
+@sidecar_check(
+    "EGW-03",
+    "A ServiceEntry lets the sidecar reach the host directly, not through the gateway",
+    EGW_STEP3,
+    "301, sent directly from the pod",
+)
 def test_service_entry_lets_the_sidecar_reach_the_host_itself(
     step: Step, sleep: Client, egress_gateway: EgressGateway
 ) -> None:
@@ -42,7 +65,13 @@ def test_service_entry_lets_the_sidecar_reach_the_host_itself(
     egress_gateway.no_log_for(r)
 
 
-@check("EGW-04")
+@sidecar_check(
+    "EGW-04",
+    "A Gateway and a two-hop VirtualService route the request through the egress gateway",
+    EGW_STEP4,
+    "301, the gateway's log shows the request",
+    adaptations=(GATEWAY_PLAINTEXT_ADAPTATION,),
+)
 def test_gateway_and_two_hop_routes_carry_the_request(step: Step, sleep: Client, egress_gateway: EgressGateway) -> None:
     step.mesh(outbound=REGISTRY_ONLY)
     step.apply("egw/service-entry.yaml", "egw/gateway.yaml", "egw/virtual-service.yaml")
@@ -57,7 +86,24 @@ def test_gateway_and_two_hop_routes_carry_the_request(step: Step, sleep: Client,
     )
 
 
-@check("EGW-05")
+@sidecar_check(
+    "EGW-05",
+    "Under ALLOW_ANY without a ServiceEntry, the gateway's routes still take port 80, and fail",
+    EGW_STEP2,
+    "requests succeed; the configured egress gateway does not take effect",
+    deviation="the seed says the requests still succeed and bypass the gateway. Upstream, a "
+    "VirtualService whose hosts match no registered service still gets a virtual host on port 80 (the "
+    "serviceByPort[80] fallback of buildSidecarVirtualHostsForVirtualService in "
+    "pilot/pkg/networking/core/route/route.go), so the mesh hop takes the request to the gateway; the "
+    "gateway hop's destination aliyun.com has no cluster without a ServiceEntry, and the gateway "
+    "answers 503 (NC). The gateway does take effect, and breaks the request",
+    adaptations=(GATEWAY_PLAINTEXT_ADAPTATION,),
+    analyzer_errors=(
+        ("IST0101", "the seed's note itself: no ServiceEntry registers the VirtualService's host aliyun.com"),
+    ),
+    beyond_specification="seed 003's note before step 2: without REGISTRY_ONLY and without a "
+    "ServiceEntry, requests succeed but the configured egress gateway does not take effect",
+)
 def test_gateway_routes_without_service_entry_capture_the_request(
     step: Step, sleep: Client, egress_gateway: EgressGateway
 ) -> None:

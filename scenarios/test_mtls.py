@@ -13,7 +13,15 @@ prescribes (recorded per check; nothing is added for a gateway that has the labe
 from __future__ import annotations
 
 from conformance.checks import ALLOW_ANY, ISTIO_MUTUAL, REGISTRY_ONLY, Client, EgressGateway, Step, http, port
-from conformance.spec.catalogue import check
+from conformance.spec.catalogue import sidecar_check
+from conformance.spec.record_texts import (
+    GATEWAY_MTLS_ADAPTATION,
+    MTLS_STEP1,
+    MTLS_STEP2,
+    MTLS_STEP3,
+    MTLS_STEP4,
+    MTLS_STEP5,
+)
 
 SERVICE_ENTRY = "mtls/service-entry.yaml"
 GATEWAY_HOP = ("mtls/gateway.yaml", "mtls/virtual-service.yaml")
@@ -28,20 +36,36 @@ HOST_TEST_COM = ("-H", "host:test.com")
 DENIED_BY_POLICY = "rbac_access_denied_matched_policy[ns[istio-system]-policy[test]-rule[0]]"
 
 
-@check("MTLS-01")
+@sidecar_check(
+    "MTLS-01",
+    "The external mTLS ingress answers by address with Host test.com",
+    MTLS_STEP1,
+    "418 teapot",
+)
 def test_ingress_answers_by_address_with_host_test_com(step: Step, sleep: Client) -> None:
     step.mesh(outbound=ALLOW_ANY)
     sleep.curl(*HOST_TEST_COM, "$INGRESS_GATEWAY_IP/status/418").converges_to(http(418), body_contains="teapot")
 
 
-@check("MTLS-02")
+@sidecar_check(
+    "MTLS-02",
+    "REGISTRY_ONLY with a STATIC ServiceEntry for test.com keeps it reachable",
+    MTLS_STEP2,
+    "418",
+)
 def test_static_service_entry_keeps_test_com_reachable(step: Step, sleep: Client) -> None:
     step.mesh(outbound=REGISTRY_ONLY)
     step.apply(SERVICE_ENTRY)
     sleep.curl(*HOST_TEST_COM, "$INGRESS_GATEWAY_IP/status/418").converges_to(http(418))
 
 
-@check("MTLS-03")
+@sidecar_check(
+    "MTLS-03",
+    "The request goes through the egress gateway over mesh mTLS",
+    MTLS_STEP3,
+    "418; the gateway logs outbound|80||test.com",
+    adaptations=(GATEWAY_MTLS_ADAPTATION,),
+)
 def test_request_goes_through_the_gateway_over_mesh_mtls(
     step: Step, sleep: Client, egress_gateway: EgressGateway
 ) -> None:
@@ -52,7 +76,13 @@ def test_request_goes_through_the_gateway_over_mesh_mtls(
     egress_gateway.log_for(r).has(upstream_cluster="outbound|80||test.com", response_code=418)
 
 
-@check("MTLS-04a")
+@sidecar_check(
+    "MTLS-04a",
+    "The egress gateway originates mTLS to test.com:443 with the test.client certificate",
+    MTLS_STEP4,
+    "200 with server: envoy",
+    adaptations=(GATEWAY_MTLS_ADAPTATION,),
+)
 def test_gateway_originates_mtls_with_the_client_certificate(
     step: Step, sleep: Client, egress_gateway: EgressGateway
 ) -> None:
@@ -68,7 +98,13 @@ def test_gateway_originates_mtls_with_the_client_certificate(
     egress_gateway.log_for(r).has(upstream_cluster="outbound|443||test.com", response_code=200)
 
 
-@check("MTLS-04b")
+@sidecar_check(
+    "MTLS-04b",
+    "The external ingress denies the test.client certificate on /status/418",
+    MTLS_STEP4,
+    "RBAC: access denied",
+    adaptations=(GATEWAY_MTLS_ADAPTATION,),
+)
 def test_external_ingress_denies_the_client_certificate_on_status_418(
     step: Step, sleep: Client, egress_gateway: EgressGateway
 ) -> None:
@@ -84,7 +120,13 @@ def test_external_ingress_denies_the_client_certificate_on_status_418(
     )
 
 
-@check("MTLS-04c")
+@sidecar_check(
+    "MTLS-04c",
+    "The gateway's log shows the origination to port 443",
+    MTLS_STEP4,
+    "outbound|443||test.com, upstream_host :443",
+    adaptations=(GATEWAY_MTLS_ADAPTATION,),
+)
 def test_gateway_log_shows_the_origination_to_port_443(
     step: Step, sleep: Client, egress_gateway: EgressGateway
 ) -> None:
@@ -96,7 +138,13 @@ def test_gateway_log_shows_the_origination_to_port_443(
     egress_gateway.log_for(r).has(upstream_cluster="outbound|443||test.com", upstream_host=port(443))
 
 
-@check("MTLS-05")
+@sidecar_check(
+    "MTLS-05",
+    "A DENY policy by principal, host and path at the gateway",
+    MTLS_STEP5,
+    "/headers denied",
+    adaptations=(GATEWAY_MTLS_ADAPTATION,),
+)
 def test_gateway_denies_the_sleep_principal_on_headers_only(
     step: Step, sleep: Client, egress_gateway: EgressGateway
 ) -> None:
@@ -111,7 +159,14 @@ def test_gateway_denies_the_sleep_principal_on_headers_only(
     sleep.curl(*HOST_TEST_COM, "$INGRESS_GATEWAY_IP/status/200", "-I").converges_to(http(200))
 
 
-@check("MTLS-06")
+@sidecar_check(
+    "MTLS-06",
+    "REGISTRY_ONLY without the ServiceEntry makes test.com unreachable until it is created",
+    MTLS_STEP2,
+    "502 Bad Gateway for the unregistered service, then reachable",
+    beyond_specification="seed 002, step 2: after REGISTRY_ONLY, requests to unregistered services "
+    "return 502 Bad Gateway; the ServiceEntry makes test.com reachable again",
+)
 def test_registry_only_without_service_entry_makes_test_com_unreachable(step: Step, sleep: Client) -> None:
     step.mesh(outbound=REGISTRY_ONLY)
     r = sleep.curl(*HOST_TEST_COM, "$INGRESS_GATEWAY_IP/status/418").is_denied(http(502))

@@ -13,7 +13,8 @@ cluster, which overrides what auto-mTLS would pick from the gateway pods' labels
 from __future__ import annotations
 
 from conformance.checks import CONN_REFUSED, REGISTRY_ONLY, TIMEOUT, Client, EgressGateway, Step, http
-from conformance.spec.catalogue import check
+from conformance.spec.catalogue import sidecar_check
+from conformance.spec.record_texts import NSD_SECURITY, NSD_STEP1, NSD_STEP3, NSD_STEP4, NSD_STEP5, NSD_STEP6
 
 SERVICE_ENTRY = "nsd/service-entry.yaml"
 GATEWAY_HOP = ("nsd/gateway.yaml", "nsd/destination-rule.yaml", "nsd/virtual-service.yaml")
@@ -25,19 +26,38 @@ DENIED_BY_POLICY = "rbac_access_denied_matched_policy[ns[istio-system]-policy[de
 DENIED_BY_NO_ALLOW = "rbac_access_denied_matched_policy[none]"
 
 
-@check("NSD-01")
+@sidecar_check(
+    "NSD-01",
+    "The sleep pod in demo-frontend runs an injected sidecar",
+    NSD_STEP1,
+    "container istio-proxy present",
+    adaptations=(
+        "Istio >= 1.27 injects istio-proxy as a native sidecar (an init container with "
+        "restartPolicy Always); both places are accepted",
+    ),
+)
 def test_sleep_in_demo_frontend_runs_a_sidecar(step: Step, frontend_sleep: Client) -> None:
     frontend_sleep.has_sidecar()
 
 
-@check("NSD-02")
+@sidecar_check(
+    "NSD-02",
+    "REGISTRY_ONLY with a ServiceEntry in istio-system lets demo-frontend reach the host",
+    NSD_STEP3,
+    "301",
+)
 def test_service_entry_in_istio_system_lets_demo_frontend_out(step: Step, frontend_sleep: Client) -> None:
     step.mesh(outbound=REGISTRY_ONLY)
     step.apply(SERVICE_ENTRY)
     frontend_sleep.curl("-sI", "http://www.aliyun.com").converges_to(http(301))
 
 
-@check("NSD-03")
+@sidecar_check(
+    "NSD-03",
+    "Requests from demo-frontend go through the egress gateway over mTLS",
+    NSD_STEP4,
+    "301",
+)
 def test_demo_frontend_goes_through_the_gateway_over_mtls(
     step: Step, frontend_sleep: Client, egress_gateway: EgressGateway
 ) -> None:
@@ -47,7 +67,12 @@ def test_demo_frontend_goes_through_the_gateway_over_mtls(
     egress_gateway.log_for(r).has(upstream_cluster="outbound|80||www.aliyun.com", response_code=301)
 
 
-@check("NSD-04")
+@sidecar_check(
+    "NSD-04",
+    "A DENY policy on the egress gateway blocks the demo-frontend namespace",
+    NSD_STEP6,
+    "403 with server: envoy",
+)
 def test_gateway_denies_the_demo_frontend_namespace(
     step: Step, frontend_sleep: Client, egress_gateway: EgressGateway
 ) -> None:
@@ -60,7 +85,12 @@ def test_gateway_denies_the_demo_frontend_namespace(
     egress_gateway.log_for(r).has(response_code=403, response_code_details=DENIED_BY_POLICY)
 
 
-@check("NSD-05")
+@sidecar_check(
+    "NSD-05",
+    "A pod without a sidecar bypasses the egress gateway and its policy",
+    NSD_SECURITY,
+    "bypass possible",
+)
 def test_pod_without_sidecar_bypasses_the_gateway_policy(
     step: Step, frontend_sleep: Client, frontend_sleep_without_sidecar: Client, egress_gateway: EgressGateway
 ) -> None:
@@ -72,7 +102,12 @@ def test_pod_without_sidecar_bypasses_the_gateway_policy(
     frontend_sleep_without_sidecar.curl("-sI", "http://www.aliyun.com").converges_to(http(301))
 
 
-@check("NSD-06")
+@sidecar_check(
+    "NSD-06",
+    "A NetworkPolicy closes the bypass; the sidecar pod is still denied by the gateway",
+    NSD_SECURITY,
+    "blocked",
+)
 def test_network_policy_closes_the_bypass(
     step: Step, frontend_sleep: Client, frontend_sleep_without_sidecar: Client, egress_gateway: EgressGateway
 ) -> None:
@@ -90,7 +125,23 @@ def test_network_policy_closes_the_bypass(
         egress_gateway.log_for(r).has(response_code=403, response_code_details=DENIED_BY_POLICY)
 
 
-@check("NSD-07")
+@sidecar_check(
+    "NSD-07",
+    "A ServiceEntry with resolution NONE does not work through the gateway",
+    NSD_STEP3,
+    "fails (the gateway loops back to itself)",
+    deviation="the seed describes an endless loop through the gateway's service address. Upstream, "
+    "istiod never gives a gateway a passthrough (ORIGINAL_DST) cluster: for a NONE entry "
+    "convertResolution in pilot/pkg/networking/core/cluster.go falls back to EDS when the proxy is a "
+    "gateway, and an entry without endpoints gives that cluster none. The gateway answers 503 'no "
+    "healthy upstream' itself; nothing loops",
+    breaks_rules=(
+        (
+            "service-entry-resolution",
+            "the seed's pitfall itself: the entry the gateway routes to has resolution NONE",
+        ),
+    ),
+)
 def test_service_entry_without_resolution_fails_through_the_gateway(
     step: Step, frontend_sleep: Client, egress_gateway: EgressGateway
 ) -> None:
@@ -113,7 +164,15 @@ def test_service_entry_without_resolution_fails_through_the_gateway(
         )
 
 
-@check("NSD-08")
+@sidecar_check(
+    "NSD-08",
+    "DENY is evaluated before ALLOW; with no ALLOW policy the rest is allowed",
+    NSD_STEP5,
+    "a DENY match is rejected whatever ALLOW says; without ALLOW, non-denied requests pass",
+    beyond_specification="seed 004, step 5: policies of one workload are evaluated CUSTOM, then DENY, "
+    "then ALLOW; a DENY match is rejected regardless of ALLOW policies, and without ALLOW policies every "
+    "request not denied is permitted",
+)
 def test_deny_is_evaluated_before_allow_and_no_allow_admits_the_rest(
     step: Step, frontend_sleep: Client, egress_gateway: EgressGateway
 ) -> None:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance import PROJECT_ROOT
+from conformance.harness.scenario_modules import load_scenarios
 from conformance.spec.catalogue import CATALOGUE
 from conformance.spec.model import Profile
 
@@ -314,6 +315,7 @@ def sidecar_profile(mutant: Mutant) -> bool:
 
 
 def main(argv: Sequence[str]) -> int:
+    load_scenarios()  # the catalogue the mutants name (pytest's plugin loads it on its own)
     mutants = load()
     if argv and argv[0] == "--live":
         # The mutants no offline layer kills, each on a real cluster of its own (minutes each).

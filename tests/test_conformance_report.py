@@ -97,6 +97,11 @@ def test_time_to_converge_per_check_and_probe(full_run: SyntheticRun) -> None:
 def test_deviations_and_adaptations(full_run: SyntheticRun) -> None:
     deviations = {d["id"]: d for d in full_run.report["deviations"]}
     assert deviations["ETP-02"]["observed"] == ["p1: tls-reset"]
+    # What the check expected instead is what its body asserted, in the printout's words: never prose.
+    assert deviations["ETP-02"]["expected"] == [
+        "p1: in mytest/sleep-a: curl -sI https://www.httpbin.org is denied and holds tls-reset"
+    ]
+    assert full_run.check("ETP-02")["deviation"]["expected"] == deviations["ETP-02"]["expected"]
     assert deviations["ETP-02"]["result"] == "passed"
     assert "connection refused" in deviations["ETP-02"]["reason"]
     assert "conn-refused, not tls-reset" in deviations["ETP-03"]["observed"][0]
@@ -187,7 +192,12 @@ def test_allure_labels_steps_and_attachments(full_run: SyntheticRun) -> None:
         ("severity", "critical"),
     } <= labels
     assert result["name"].startswith("EGW-04 A Gateway and a two-hop VirtualService")
-    assert "Expected on upstream Istio" in result["description"]
+    # The description names what the check expected, as its body recorded it.
+    expected = result["description"].split("Expected on upstream Istio:", 1)[1].split("\n\n", 1)[0].split("\n")
+    assert [line for line in expected if line] == [
+        "- p1: in default/sleep: curl -sI http://aliyun.com converges to http(301)",
+        "- egress-gateway istio-system/istio-egressgateway logs p1 with response_code=301",
+    ]
     steps = [step["name"] for step in result["steps"]]
     assert steps[0] == "apply egw/service-entry.yaml, egw/gateway.yaml, egw/virtual-service.yaml"
     attachments = [a["name"] for step in result["steps"] for a in step.get("attachments", [])]

@@ -69,7 +69,7 @@ def test_every_mutant_dies_where_its_record_says(capsys: pytest.CaptureFixture[s
 
 
 def test_a_mutant_without_a_verdict_is_an_error_not_a_kill() -> None:
-    # The test now claims another check's ID, so EGW-04 has no test to run.
-    broken = control_mutant("scenarios/test_egw.py", '@check("EGW-04")', '@check("EGW-03")')
+    # The declaration now claims another check's ID: the catalogue refuses the run, EGW-04 has no entry.
+    broken = control_mutant("scenarios/test_egw.py", '    "EGW-04",\n    "A Gateway', '    "EGW-03",\n    "A Gateway')
     with pytest.raises(MutantError, match="no report entry"):
         mutants.judge(broken)

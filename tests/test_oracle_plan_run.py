@@ -52,9 +52,9 @@ def test_every_implemented_check_agrees_or_cannot_be_predicted(tmp_path: Path, g
 def test_a_disagreement_fails_the_plan_run_and_names_the_hop(tmp_path: Path) -> None:
     module = tmp_path / "test_wrong.py"
     module.write_text(
-        "from conformance.spec.catalogue import check\n"
+        "from conformance.spec.catalogue import stand_in\n"
         "from conformance.checks import REGISTRY_ONLY, http\n"
-        "@check('EGW-01')\n"
+        "@stand_in('EGW-01')\n"
         "def test_expects_an_answer_registry_only_cannot_give(step, sleep):\n"
         "    step.mesh(outbound=REGISTRY_ONLY)\n"
         "    sleep.curl('-sI', 'http://aliyun.com').converges_to(http(301))\n"

@@ -350,11 +350,11 @@ def test_checks_needing_the_egress_gateway_skip_when_the_mesh_has_none(pytester:
     pytester.makeconftest(MISSING_GATEWAY)
     pytester.makepyfile(
         test_gateway=(
-            "from conformance.spec.catalogue import check\n"
-            "@check('EGW-03')\n"
+            "from conformance.spec.catalogue import stand_in\n"
+            "@stand_in('EGW-03')\n"
             "def test_needs_gateway(step, egress_gateway):\n"
             "    raise AssertionError('must not run')\n"
-            "@check('EGW-01')\n"
+            "@stand_in('EGW-01')\n"
             "def test_no_gateway_needed(step, sleep):\n"
             "    pass\n"
         )
@@ -434,15 +434,15 @@ def runtime(mesh):
 """
 
 KEPT_CHECKS = """
-from conformance.spec.catalogue import check
+from conformance.spec.catalogue import stand_in
 
 
-@check("EGW-01")
+@stand_in("EGW-01")
 def test_fails(step):
     assert False, "the mesh let it through"
 
 
-@check("EGW-02")
+@stand_in("EGW-02")
 def test_after(step):
     pass
 """
@@ -548,9 +548,9 @@ def test_mesh_setting_is_restored_after_a_failing_check(
     pytester.makeconftest(RECORDING_RUNTIME)
     pytester.makepyfile(
         test_failing=(
-            "from conformance.spec.catalogue import check\n"
+            "from conformance.spec.catalogue import stand_in\n"
             "from conformance.checks import REGISTRY_ONLY\n"
-            "@check('EGW-02')\n"
+            "@stand_in('EGW-02')\n"
             "def test_fails_after_changing_the_mesh(step, sleep):\n"
             "    step.mesh(outbound=REGISTRY_ONLY)\n"
             "    raise AssertionError('the documented outcome did not come')\n"

@@ -242,13 +242,13 @@ def test_a_failure_reason_keeps_its_whole_first_line_and_the_summary_keeps_it_to
 
 SETUP_ERROR = """
 import pytest
-from conformance.spec.catalogue import check
+from conformance.spec.catalogue import stand_in
 
 @pytest.fixture
 def broken():
     raise RuntimeError("set-up failed")
 
-@check("EGW-01")
+@stand_in("EGW-01")
 def test_egw01(mesh, broken):
     pass
 """

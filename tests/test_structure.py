@@ -149,6 +149,8 @@ SAME_TEXT_OTHER_MEANING = {
     ("conformance.engine.istio_config", "MESH_GATEWAY"),
     # meshConfig.rootNamespace's default, not where the harness installs
     ("conformance.engine.istio_config", "DEFAULT_ROOT_NAMESPACE"),
+    # the Python package of the scenario modules, not the folder of their manifests under manifests/
+    ("conformance.harness.scenario_modules", "SCENARIO_PACKAGE"),
 }
 
 
@@ -250,4 +252,6 @@ def test_the_check_api_example_names_manifests_that_exist_and_a_real_check() -> 
     for source in sources:
         assert (PROJECT_ROOT / "manifests" / "scenarios" / source).is_file(), source
     egw = (PROJECT_ROOT / "scenarios" / "test_egw.py").read_text(encoding="utf-8")
-    assert "def test_gateway_and_two_hop_routes_carry_the_request(" in egw and '@check("EGW-04")' in example
+    declaration = re.search(r'@sidecar_check\(\n\s+"EGW-04",\n\s+"([^"]+)"', example)
+    assert declaration is not None, "the example declares EGW-04"
+    assert "def test_gateway_and_two_hop_routes_carry_the_request(" in egw and declaration.group(1) in egw

@@ -1,8 +1,15 @@
-"""The check API: a check reads like the documented step it verifies. Scenarios import only this.
+"""The check API: a check reads like the documented step it verifies. Scenarios import this, and the
+catalogue (``conformance.spec.catalogue``) to declare each check's record above its test.
 
 ::
 
-    @check("EGW-04")
+    @sidecar_check(
+        "EGW-04",
+        "A Gateway and a two-hop VirtualService route the request through the egress gateway",
+        EGW_STEP4,
+        "301, the gateway's log shows the request",
+        adaptations=(GATEWAY_PLAINTEXT_ADAPTATION,),
+    )
     def test_gateway_and_two_hop_routes_carry_the_request(step, sleep, egress_gateway):
         step.mesh(outbound=REGISTRY_ONLY)
         step.apply("egw/service-entry.yaml", "egw/gateway.yaml", "egw/virtual-service.yaml")

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from conformance.engine.actions import CheckActions
+from conformance.engine.printout import describe_expectations
 from conformance.engine.runtime import LogSource, Observation, Workload
 from conformance.spec.model import Check
 
@@ -42,3 +44,11 @@ class CheckRun:
     proxies: dict[str, LogSource] = field(default_factory=dict)
     #: Wall-clock start of the check: proxy logs of a failed check are read from here on.
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: How the runtime names the values it invented (a plan's addresses), so no rendering shows them as facts.
+    placeholders: Callable[[], Mapping[str, str]] = field(default=lambda: {})
+
+    @property
+    def expected(self) -> list[str]:
+        """What the check expects of upstream Istio, rendered from the expectations it recorded: its requests'
+        outcomes and its access-log checks, in order (so far, for a check that stopped early)."""
+        return describe_expectations((a.as_dict() for a in self.actions.actions), self.placeholders())

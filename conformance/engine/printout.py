@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from conformance.engine.runtime import Until
@@ -55,3 +55,14 @@ def describe_action(action: Mapping[str, Any], placeholders: Mapping[str, str] |
         fields = ", ".join(f"{k}={shown(v)}" for k, v in action["fields"].items())
         return f"{proxy['kind']} {proxy['workload']} logs {action['probe']} with {fields}"
     return str(dict(action))
+
+
+#: The actions that state what a check expects (the others change or wait for the configuration).
+EXPECTATION_ACTIONS = ("probe", "log")
+
+
+def describe_expectations(
+    actions: Iterable[Mapping[str, Any]], placeholders: Mapping[str, str] | None = None
+) -> list[str]:
+    """What a check expects of upstream Istio, one line per recorded expectation: its probes and log checks."""
+    return [describe_action(a, placeholders) for a in actions if a["type"] in EXPECTATION_ACTIONS]

@@ -239,6 +239,7 @@ def _add_run_details(record: CheckRecord, item: pytest.Item) -> None:
         record.adaptations = run_adaptations(run, ran=record.result in (CheckResult.PASSED, CheckResult.FAILED))
         record.observed = dict(run.observed)
         record.probes = probe_records(run)
+        record.expected = run.expected
         record.details = dict(run.details)
     collection = item.stash.get(EVIDENCE_KEY, None)
     if collection is not None:

@@ -15,7 +15,7 @@ A pytest plugin (registered by ``conformance.harness.plugin`` for e2e runs):
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from typing import Any
 
 import pytest
@@ -36,24 +36,32 @@ from conformance.spec.model import Check
 EVIDENCE_KEY = pytest.StashKey[EvidenceCollection]()
 
 
-def deviation_note(check: Check) -> str:
+def deviation_note(check: Check, expected: Sequence[str]) -> str:
+    shown = "; ".join(expected) or "what the check asserts"
     return (
         f"{evidence.DEVIATION_MARKER} of {check.id}: the documentation says {check.documented!r}, upstream Istio "
-        f"shows {check.expected!r}: {check.deviation}"
+        f"shows {shown!r}: {check.deviation}"
     )
 
 
-def check_description(check: Check) -> str:
-    """The Allure description of a check: where it comes from, what is documented and expected."""
+def check_description(check: Check, expected: Sequence[str]) -> str:
+    """The Allure description of a check: where it comes from, what is documented, and what the check
+    expected of upstream Istio (its recorded expectations)."""
     lines = [f"**{check.id}** — {check.title}", ""]
     if check.seed is not None:
         lines.append(f"Seed: `{check.seed.file}`, section “{check.seed.section}”.")
-    lines += [f"Documented: {check.documented}", "", f"Expected on upstream Istio: {check.expected}"]
+    lines += [f"Documented: {check.documented}", "", "Expected on upstream Istio:"]
+    lines += [f"- {line}" for line in expected] or ["- (the check stopped before its first expectation)"]
     if check.deviation:
         lines += ["", f"Documentation deviation: {check.deviation}"]
     for adaptation in check.adaptations:
         lines += ["", f"Possible adaptation: {adaptation}"]
     return "\n".join(lines)
+
+
+def _expected(item: pytest.Item) -> list[str]:
+    step = item.stash.get(STEP_KEY, None)
+    return step.run.expected if step is not None else []
 
 
 class FailureHandling:
@@ -63,14 +71,17 @@ class FailureHandling:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, Any]:
         check = check_of(item)
-        if check is not None:
-            evidence.describe_check(title=f"{check.id} {check.title}", description=check_description(check))
         try:
             return (yield)
         except AssertionError as exc:
             if check is not None and check.deviation:
-                exc.add_note(deviation_note(check))
+                exc.add_note(deviation_note(check, _expected(item)))
             raise
+        finally:
+            # After the body: the description names what the check expected, as it recorded it.
+            if check is not None:
+                description = check_description(check, _expected(item))
+                evidence.describe_check(title=f"{check.id} {check.title}", description=description)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(

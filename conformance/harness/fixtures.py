@@ -110,9 +110,11 @@ def step(request: pytest.FixtureRequest, runtime: Runtime) -> Iterator[Step]:
     item = request.node
     check = check_of(item)
     if check is None:
-        raise pytest.UsageError(f"{item.nodeid} uses `step` without @check(ID)")
+        raise pytest.UsageError(
+            f"{item.nodeid} uses `step` but declares no check (sidecar_check, ambient_check or external_check)"
+        )
     actions = CheckActions(check.id, item.nodeid, runtime.mode.value, check.profile.value, check.title)
-    run = CheckRun(check, actions, planned=runtime.planning)
+    run = CheckRun(check, actions, planned=runtime.planning, placeholders=runtime.placeholders)
     item.stash[CHECK_RUN_KEY] = run
     # Secret values of the run (the test client's key) never appear in any report file.
     redaction.register_secrets(runtime.secret_values())

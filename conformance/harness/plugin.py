@@ -23,6 +23,7 @@ from conformance.harness.fixtures import ENVIRONMENT_KEY, RUN_KIND_KEY, check_of
 from conformance.harness.keep import kept
 from conformance.harness.live_run import LiveRun
 from conformance.harness.run_kinds import Mesh, PlannedRun, RunKind
+from conformance.harness.scenario_modules import load_scenarios
 from conformance.images.image_list import load as load_image_list
 from conformance.images.image_map import run_images
 from conformance.images.kind_loading import Commands, ImageLoadError, find_tools, load_local_images
@@ -40,7 +41,7 @@ from conformance.platform.cluster import (
 from conformance.report.environment import RunEnvironment
 from conformance.settings.options import OPTIONS, MeshMode, SettingsError, option_values
 from conformance.settings.run_settings import Settings, check_writable_directory
-from conformance.spec.catalogue import CATALOGUE
+from conformance.spec.catalogue import CATALOGUE, CatalogueError
 from conformance.spec.model import Tier
 from conformance.world.external import ExternalWorld, new_pki, provide_external_world
 from conformance.world.pki import RunPKI
@@ -92,6 +93,11 @@ def e2e_requested(markexpr: str) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     for line in MARKERS:
         config.addinivalue_line("markers", line)
+    # The scenario modules declare the catalogue's records; everything below may read it.
+    try:
+        load_scenarios()
+    except CatalogueError as exc:
+        raise pytest.UsageError(f"the check catalogue: {exc}") from None
     requested = e2e_requested(config.getoption("markexpr", "") or "")
     try:
         settings = Settings.from_sources(option_values(config.getoption))

@@ -43,6 +43,8 @@ class CheckRecord:
     adaptations: list[dict[str, Any]] = field(default_factory=list)
     #: Outcomes the catalogue asks to record as observed (label -> outcome).
     observed: dict[str, str] = field(default_factory=dict)
+    #: What the check expected of upstream Istio, as its run recorded it (empty when its body did not run).
+    expected: list[str] = field(default_factory=list)
     #: The documented requests, what they were expected to and did end in, and when they converged.
     probes: list[dict[str, Any]] = field(default_factory=list)
     #: Evidence files of a failed check (``EvidenceFile.record()``) and what could not be collected.
@@ -84,7 +86,7 @@ class CheckRecord:
         if self.reason:
             data["reason"] = self.reason
         if check is not None and check.deviation:
-            data["deviation"] = {"documented": check.documented, "expected": check.expected, "reason": check.deviation}
+            data["deviation"] = deviation_entry(check, self.expected)
         if check is not None and check.specification_correction:
             data["specificationCorrection"] = check.specification_correction
         if check is not None and check.beyond_specification:
@@ -101,6 +103,16 @@ class CheckRecord:
             data["evidence"] = {"files": list(self.evidence), "errors": list(self.evidence_errors)}
         data["durationSeconds"] = round(self.duration, 3)
         return data
+
+
+def deviation_entry(check: Check, expected: Sequence[str]) -> dict[str, Any]:
+    """A documentation deviation: what the seed says, why upstream differs, and — when the check's body ran —
+    what the check expected instead, in its recorded expectations' words."""
+    entry: dict[str, Any] = {"documented": check.documented}
+    if expected:
+        entry["expected"] = list(expected)
+    entry["reason"] = check.deviation
+    return entry
 
 
 def probe_records(run: CheckRun) -> list[dict[str, Any]]:

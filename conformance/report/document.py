@@ -36,7 +36,7 @@ from conformance.report.certification import (
     certifiable,
     profile_certifiability,
 )
-from conformance.report.check_records import CheckRecord, CheckResult
+from conformance.report.check_records import CheckRecord, CheckResult, deviation_entry
 from conformance.report.environment import RunEnvironment
 from conformance.settings.implementation import Implementation, upstream_istio
 from conformance.settings.options import IstioSource
@@ -199,10 +199,8 @@ def deviations(records: Iterable[CheckRecord]) -> list[dict[str, Any]]:
                 "id": record.check_id,
                 "mode": record.mode,
                 "result": record.result.value,
-                "documented": check.documented,
-                "expected": check.expected,
+                **deviation_entry(check, record.expected),
                 "observed": observed,
-                "reason": check.deviation,
             }
         )
     return found

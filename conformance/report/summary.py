@@ -58,7 +58,7 @@ def render_summary(report: Mapping[str, Any]) -> str:
                 deviation["id"],
                 deviation.get("mode") or "—",
                 deviation["documented"],
-                deviation["expected"],
+                "; ".join(deviation.get("expected", [])) or "(not run)",
                 observed,
                 deviation["reason"],
             ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -65,11 +66,10 @@ class Check:
     #: Data-plane modes the check runs on; empty for checks that do not depend on the mesh.
     modes: tuple[MeshMode, ...]
     seed: Seed | None
-    #: What the seed documents.
+    #: What the seed documents. What upstream Istio must show is what the check's test asserts: its recorded
+    #: expectations (``CheckRun.expected``), never restated here.
     documented: str
-    #: What upstream Istio must show for the translated configuration (what the test asserts).
-    expected: str
-    #: Why ``expected`` differs from ``documented``; None when they agree.
+    #: Why upstream Istio does not show what the seed documents; None when it does.
     deviation: str | None = None
     #: What the harness had to change to run the documented configuration, and why.
     adaptations: tuple[str, ...] = ()
@@ -100,21 +100,12 @@ class Check:
         return self.seed.file.split("_", 1)[0] if self.seed else None
 
 
-def sidecar_check(
-    check_id: str, title: str, family: str, seed: Seed, documented: str, expected: str, **extra: Any
-) -> Check:
-    return Check(
-        check_id, title, Profile.EGRESS_SIDECAR, family, (MeshMode.SIDECAR,), seed, documented, expected, **extra
-    )
+_FAMILY = re.compile(r"^([A-Z]+(?:-[A-Z]+)?)-?[0-9]")
 
 
-def ambient_check(
-    check_id: str, title: str, family: str, seed: Seed | None, documented: str, expected: str, **extra: Any
-) -> Check:
-    return Check(
-        check_id, title, Profile.EGRESS_AMBIENT, family, (MeshMode.AMBIENT,), seed, documented, expected, **extra
-    )
-
-
-def external_check(check_id: str, title: str, seed: Seed | None, expected: str) -> Check:
-    return Check(check_id, title, Profile.EXTERNAL_WORLD, "XW", (), seed, expected, expected)
+def family_of(check_id: str) -> str:
+    """The family of a check ID: its prefix (``EGW-04`` is of EGW, ``AMB-X2`` of AMB-X)."""
+    match = _FAMILY.match(check_id)
+    if match is None:
+        raise ValueError(f"{check_id!r} is not a check ID (FAMILY-NN)")
+    return match.group(1)
