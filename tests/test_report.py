@@ -11,7 +11,14 @@ import jsonschema
 import pytest
 import yaml
 
-from conformance.report.certification import ProfileResult, ProfileSummary, RunStatus, Selection, certifiable
+from conformance.report.certification import (
+    PLANNED_RUN_FACTS,
+    ProfileResult,
+    ProfileSummary,
+    RunStatus,
+    Selection,
+    certifiable,
+)
 from conformance.report.check_records import CheckRecord, CheckResult
 from conformance.report.document import (
     REPORT_SCHEMA,
@@ -101,10 +108,19 @@ def test_every_non_passed_check_carries_its_reason() -> None:
     assert profile["skippedChecks"] == ["EGW-03"]
 
 
+def test_a_plan_run_is_not_certifiable_because_its_kind_says_so() -> None:
+    reasons = certifiable([], Settings(), RunStatus.COMPLETED, Selection(), PLANNED_RUN_FACTS)
+    assert reasons[0] == "plan run: nothing was carried out on a cluster"
+    # A plan installs nothing: the reason a harness-installed Istio certifies nothing is not given.
+    assert not [r for r in reasons if "installed upstream Istio itself" in r]
+    report = build_report([], Settings(), run=RunInfo(run_id="r", kind=PLANNED_RUN_FACTS))
+    assert report["run"]["plan"] is True and report["run"]["notCertifiableBecause"][0].startswith("plan run")
+    assert build_report([], Settings())["run"]["plan"] is False
+
+
 @pytest.mark.parametrize(
     "settings, status, selection, records, expected",
     [
-        (replace(Settings(), plan=True), RunStatus.COMPLETED, Selection(), [], "plan run"),
         (Settings(), RunStatus.ABORTED, Selection(), [], "the run stopped before its checks ran"),
         (Settings(), RunStatus.COMPLETED, Selection("egress and sidecar"), [], "narrowed by -m 'egress and sidecar'"),
         (Settings(), RunStatus.COMPLETED, Selection("egress", "EGW-04"), [], "narrowed by -k 'EGW-04'"),

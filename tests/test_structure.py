@@ -176,12 +176,10 @@ def test_module_stays_small(path: Path) -> None:
     assert lines <= MAX_MODULE_LINES, f"{_module_name(path)}: {lines} lines; split it by concern"
 
 
-#: Where the run's kind may be read from the settings: the one place it is chosen, and the report, which states
-#: it (and why a plan run certifies nothing). Everything else asks the kind (conformance.harness.run_kinds).
-PLAN_READERS = {
+#: Where the run's kind may be read from the settings: the one place it is chosen. Everything else asks the kind
+#: (conformance.harness.run_kinds); the report states what the kind says of itself (``RunKindFacts``).
+PLAN_READERS: set[tuple[str, str | None]] = {
     ("conformance.harness.plugin", "run_kind_for"),
-    ("conformance.report.document", None),
-    ("conformance.report.certification", None),
 }
 
 

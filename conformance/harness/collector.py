@@ -147,6 +147,7 @@ class ReportCollector:
             harness_commit_dirty=dirty,
             kept_for_inspection=failure.reason if failure is not None else None,
             ci=ci_facts(),
+            kind=session.config.stash[RUN_KIND_KEY].report_facts,
         )
         report = scrubbed(build_report(records, self.settings, environment=self.environment, run=run))
         report_dir = self.settings.report_dir

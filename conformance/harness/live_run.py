@@ -24,6 +24,7 @@ from conformance.istio.istioctl import istioctl_client_version
 from conformance.kube.api import Kube, KubeError
 from conformance.platform.binaries import BinaryError
 from conformance.platform.cluster import ClusterHandle
+from conformance.report.certification import RunKindFacts, live_run_facts
 from conformance.settings.options import IstioSource, MeshMode
 from conformance.settings.run_settings import Settings
 
@@ -50,6 +51,10 @@ class LiveRun:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+
+    @property
+    def report_facts(self) -> RunKindFacts:
+        return live_run_facts(self.settings)
 
     def runtime(self, request: pytest.FixtureRequest, mesh: Mesh) -> Iterator[Runtime]:
         return scenario_fixtures.live_runtime(request, self.settings, mesh)

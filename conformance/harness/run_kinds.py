@@ -19,6 +19,7 @@ import pytest
 
 from conformance.engine.actions import CheckActions
 from conformance.engine.runtime import Runtime
+from conformance.report.certification import PLANNED_RUN_FACTS, RunKindFacts
 from conformance.runtimes.planning import Plan, PlanRuntime, planned_egress_gateway
 from conformance.settings.options import MeshMode
 from conformance.settings.run_settings import Settings
@@ -40,6 +41,11 @@ class Mesh:
 class RunKind(Protocol):
     #: Whether the run needs a cluster it can reach (so, without --kubeconfig, a container engine for kind).
     reaches_cluster: bool
+
+    @property
+    def report_facts(self) -> RunKindFacts:
+        """What the conformance report states of the run's kind, and why the kind alone certifies nothing."""
+        ...
 
     def mesh(self, request: pytest.FixtureRequest, mode: MeshMode) -> Iterator[Mesh]:
         """The ``mesh`` fixture's body: Istio in ``mode`` for the mode's checks."""
@@ -66,6 +72,7 @@ class PlannedRun:
     """A plan run: nothing is installed and no cluster is needed; each check is walked and recorded."""
 
     reaches_cluster = False
+    report_facts = PLANNED_RUN_FACTS
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

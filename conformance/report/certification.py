@@ -15,6 +15,32 @@ from conformance.settings.run_settings import Settings
 #: The one ``-m`` expression that selects the whole suite.
 FULL_SUITE_MARKEXPR = "egress"
 
+#: Why the kind of run alone certifies nothing.
+PLAN_RUN_OBSTACLE = "plan run: nothing was carried out on a cluster"
+HARNESS_INSTALLED_ISTIO_OBSTACLE = (
+    "the harness installed upstream Istio itself: a reference run of upstream Istio, not of an "
+    "implementation under test (certify an installation with --istio existing and --implementation-file)"
+)
+
+
+@dataclass(frozen=True)
+class RunKindFacts:
+    """What the run's kind (a plan, or a run on a cluster) tells the report: the report states them and never
+    tells the kinds apart itself."""
+
+    plan: bool
+    #: Why a run of this kind certifies nothing, whatever its checks show.
+    certification_obstacles: tuple[str, ...]
+
+
+PLANNED_RUN_FACTS = RunKindFacts(plan=True, certification_obstacles=(PLAN_RUN_OBSTACLE,))
+
+
+def live_run_facts(settings: Settings) -> RunKindFacts:
+    """A run on a cluster: certifiable only against an Istio the harness did not install itself."""
+    installed = settings.istio_source is IstioSource.INSTALL
+    return RunKindFacts(plan=False, certification_obstacles=(HARNESS_INSTALLED_ISTIO_OBSTACLE,) if installed else ())
+
 
 class ProfileResult(enum.StrEnum):
     SUCCESS = "success"
@@ -96,14 +122,18 @@ EXTERNAL_WORLD_PROFILE = "EXTERNAL-WORLD"
 
 
 def certifiable(
-    records: Sequence[CheckRecord], settings: Settings, status: RunStatus, selection: Selection | None = None
+    records: Sequence[CheckRecord],
+    settings: Settings,
+    status: RunStatus,
+    selection: Selection | None = None,
+    kind: RunKindFacts | None = None,
 ) -> list[str]:
     """Why no profile of the run can be handed in for certification, whatever its checks show (empty when
-    the run as a whole qualifies; each profile adds its own reasons, see :func:`profile_certifiability`)."""
+    the run as a whole qualifies; each profile adds its own reasons, see :func:`profile_certifiability`).
+    ``kind`` is what the run's kind says of itself (a run on a cluster unless told otherwise)."""
     selection = selection or Selection()
-    reasons: list[str] = []
-    if settings.plan:
-        reasons.append("plan run: nothing was carried out on a cluster")
+    kind = kind or live_run_facts(settings)
+    reasons = list(kind.certification_obstacles)
     if status is RunStatus.ABORTED:
         reasons.append("the run stopped before its checks ran")
     if selection.mark_expression.strip() != FULL_SUITE_MARKEXPR:
@@ -113,11 +143,6 @@ def certifiable(
         )
     if selection.keyword_expression.strip():
         reasons.append(f"narrowed by -k {selection.keyword_expression!r}")
-    if settings.istio_source is IstioSource.INSTALL and not settings.plan:
-        reasons.append(
-            "the harness installed upstream Istio itself: a reference run of upstream Istio, not of an "
-            "implementation under test (certify an installation with --istio existing and --implementation-file)"
-        )
     if settings.implementation is None and settings.istio_source is IstioSource.EXISTING:
         reasons.append("the Istio under test is not described: pass --implementation-file")
     if settings.istio_overlay is not None:

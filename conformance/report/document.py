@@ -31,9 +31,11 @@ from conformance import DOCUMENT_API_VERSION, __version__
 from conformance.core import redaction
 from conformance.report.certification import (
     ProfileSummary,
+    RunKindFacts,
     RunStatus,
     Selection,
     certifiable,
+    live_run_facts,
     profile_certifiability,
 )
 from conformance.report.check_records import CheckRecord, CheckResult, deviation_entry
@@ -71,6 +73,8 @@ class RunInfo:
     kept_for_inspection: str | None = None
     #: CI facts (GitHub Actions run) when the run happened there.
     ci: Mapping[str, str] = field(default_factory=dict)
+    #: What the run's kind says of itself (None: a run on a cluster, as the settings describe it).
+    kind: RunKindFacts | None = None
 
 
 def implementation_of(settings: Settings, istio_version: str | None) -> Implementation:
@@ -95,7 +99,8 @@ def build_report(
     profiles: dict[str, ProfileSummary] = {}
     for record in all_records:
         profiles.setdefault(record.profile, ProfileSummary(record.profile)).checks.append(record)
-    run_reasons = certifiable(all_records, settings, run.status, run.selection)
+    kind = run.kind or live_run_facts(settings)
+    run_reasons = certifiable(all_records, settings, run.status, run.selection, kind)
     modes = [m.value for m in settings.mesh_modes]
     profile_reasons = {name: profile_certifiability(summary, run_reasons, modes) for name, summary in profiles.items()}
     certified = sorted(name for name, why in profile_reasons.items() if not why)
@@ -105,7 +110,7 @@ def build_report(
     run_section: dict[str, Any] = {"id": run.run_id, "status": run.status.value}
     if run.status_reason:
         run_section["reason"] = run.status_reason
-    run_section["plan"] = settings.plan
+    run_section["plan"] = kind.plan
     run_section["certifiable"] = not reasons
     if reasons:
         run_section["notCertifiableBecause"] = reasons
@@ -158,7 +163,7 @@ def environment_section(settings: Settings, environment: RunEnvironment) -> dict
     return {
         # Observed only when the run reached a cluster and read it (a plan run, or one that stopped
         # before, observed nothing).
-        "observed": not settings.plan and environment.kubernetes_version is not None,
+        "observed": environment.kubernetes_version is not None,
         "kubernetes": {
             "version": environment.kubernetes_version,
             "provider": "existing" if settings.uses_existing_cluster else "kind",
