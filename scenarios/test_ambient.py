@@ -75,6 +75,8 @@ def attach_policy(step: Step, policy: str) -> None:
     "301 with the origin's own Server header",
 )
 def test_ambient_client_reaches_an_unregistered_host_directly(step: Step, sleep: Client) -> None:
+    """ztunnel forwards a connection to a host it does not know at L4: no Envoy is on the path, so the answer
+    carries no x-envoy-* header."""
     sleep.curl("-sI", "http://aliyun.com").converges_to(
         http(301), headers={"x-external-world-scheme": "http"}, no_headers_with_prefix=("x-envoy-",)
     )
@@ -87,7 +89,12 @@ def test_ambient_client_reaches_an_unregistered_host_directly(step: Step, sleep:
     "blocked (implied)",
 )
 def test_network_policy_closes_the_direct_way_out(step: Step, sleep: Client) -> None:
-    """The block means something only if the same request got through before it: the control first."""
+    """The block means something only if the same request got through before it: the control first.
+
+    ztunnel accepts the pod's connection inside the pod, so the policy drops ztunnel's onward connection (made
+    from the pod's network namespace); curl's denial limit (6 s at --timeout-scale 1) runs out before ztunnel's
+    10 s connect timeout. Past that limit ztunnel resets the connection it had accepted (tls-reset, curl exit 56).
+    """
     with step.documented("Step 1: the client reaches the host directly"):
         sleep.curl("-sI", "http://aliyun.com").converges_to(http(301), headers={"x-external-world-scheme": "http"})
     step.apply(NETWORK_POLICY)
@@ -107,6 +114,8 @@ def test_network_policy_closes_the_direct_way_out(step: Step, sleep: Client) -> 
     "server name of its inbound listeners)",
 )
 def test_waypoint_carries_the_registered_host(step: Step, sleep: Client, waypoint: Waypoint) -> None:
+    """The client's direct way out is closed first (AMB-02's NetworkPolicy), so a 301 can only have come through
+    the waypoint."""
     close_direct_egress(step)
     open_waypoint(step)
     bind_to_waypoint(step, ALIYUN)

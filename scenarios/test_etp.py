@@ -178,6 +178,9 @@ def test_http_policy_lets_only_sleep_a_out_until_deleted(
 def test_https_upgrade_policy_originates_tls_at_the_gateway(
     step: Step, sleep_a: Client, nginx: Client, egress_gateway: EgressGateway, etp: EgressPolicies
 ) -> None:
+    """The path of sleep-a's own HTTPS request is left open on purpose: the seed gives only its 200, the native
+    provider's ServiceEntry port 443 (which the upgrade needs) lets it leave from the sidecar, and a vendor's
+    controller may carry it through the gateway; either way it must answer 200."""
     step.mesh(outbound=REGISTRY_ONLY)
     policy = etp.allow(sleep_a, "httpbin-service-http", HTTPBIN, HTTP_80, gateway_port=80, https_upgrade_port=443)
     r = sleep_a.curl(*STATUS_ONLY, "http://httpbin.org").converges_to(
@@ -252,6 +255,7 @@ def test_https_passthrough_policy_carries_the_application_tls_through_port_444(
 def test_tcp_policy_carries_tls_to_www_alibabacloud_com(
     step: Step, sleep_a: Client, nginx: Client, egress_gateway: EgressGateway, etp: EgressPolicies
 ) -> None:
+    """The policy names port 443 only: plain HTTP on port 80 stays refused by the client's own sidecar."""
     step.mesh(outbound=REGISTRY_ONLY)
     policy = etp.allow(sleep_a, "aliyun-service-tcp", ALIBABACLOUD, TCP_443)
     refused_http(sleep_a, *STATUS_ONLY, "http://www.alibabacloud.com")

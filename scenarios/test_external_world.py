@@ -88,6 +88,8 @@ def test_ingress_refuses_clients_without_certificate(step: Step, external_probe:
     through_sidecars=True,
 )
 def test_mesh_does_not_know_the_external_world(step: Step, sleep: Client) -> None:
+    """istiod does not know the external world's Services, so the mesh cannot reach the stand-in for the Internet
+    by a shortcut: a sidecar under REGISTRY_ONLY refuses even the Service's own cluster name."""
     step.mesh(outbound=REGISTRY_ONLY)
     r = sleep.curl("-sI", "http://aliyun-com.$EXTERNAL_NAMESPACE.svc.cluster.local").is_denied(http(502))
     sleep.sidecar.log_for(r).has(route_name="block_all", response_code=502)

@@ -43,6 +43,7 @@ DENIED_BY_POLICY = "rbac_access_denied_matched_policy[ns[istio-system]-policy[te
     "418 teapot",
 )
 def test_ingress_answers_by_address_with_host_test_com(step: Step, sleep: Client) -> None:
+    """Under ALLOW_ANY the sidecar passes a host it does not know on to the address curl connects to."""
     step.mesh(outbound=ALLOW_ANY)
     sleep.curl(*HOST_TEST_COM, "$INGRESS_GATEWAY_IP/status/418").converges_to(http(418), body_contains="teapot")
 

@@ -61,6 +61,8 @@ def test_service_entry_in_istio_system_lets_demo_frontend_out(step: Step, fronte
 def test_demo_frontend_goes_through_the_gateway_over_mtls(
     step: Step, frontend_sleep: Client, egress_gateway: EgressGateway
 ) -> None:
+    """The seed's own DestinationRule subset sets ISTIO_MUTUAL on the sidecar-to-gateway hop: no adaptation is
+    needed, however the gateway's pods are labelled."""
     step.mesh(outbound=REGISTRY_ONLY)
     step.apply(SERVICE_ENTRY, *GATEWAY_HOP)
     r = frontend_sleep.curl("-sI", "http://www.aliyun.com").converges_to(http(301))
