@@ -201,3 +201,8 @@ def test_the_catalogue_keeps_the_specification_s_family_order() -> None:
     order = [c.family for c in CATALOGUE.values()]
     assert order == sorted(order, key=["EGW", "NSD", "MTLS", "ETP", "AMB", "AMB-X", "XW"].index)
     assert list(CATALOGUE)[:2] == ["EGW-01", "EGW-02"] and list(CATALOGUE)[-1] == "XW-06"
+
+
+def test_the_catalogue_knows_which_checks_have_a_test() -> None:
+    assert all(CATALOGUE.has_test(c.id) for c in CATALOGUE.values() if not c.not_applicable)
+    assert not CATALOGUE.has_test("AMB-X4")

@@ -166,7 +166,8 @@ def catalogue_gaps(
     records: Sequence[CheckRecord], implemented: Iterable[str], profiles: Iterable[str] | None = None
 ) -> list[CheckRecord]:
     """Records for the catalogue checks the run did not select: not applicable, not implemented, or left
-    out by -k / -m. ``implemented`` are the IDs that have a test; ``profiles`` limits to those profiles."""
+    out (not collected, or deselected by -k / -m). ``implemented`` are the IDs the run collected a test of; a
+    check the catalogue knows a test of is implemented too. ``profiles`` limits to those profiles."""
     present = {r.check_id for r in records}
     implemented_ids = set(implemented)
     wanted = set(profiles) if profiles is not None else None
@@ -179,7 +180,7 @@ def catalogue_gaps(
             gaps.append(
                 CheckRecord(check.id, None, check.profile.value, mode, CheckResult.NOT_APPLICABLE, check.not_applicable)
             )
-        elif check.id not in implemented_ids:
+        elif check.id not in implemented_ids and not CATALOGUE.has_test(check.id):
             gaps.append(
                 CheckRecord(
                     check.id,
@@ -198,7 +199,7 @@ def catalogue_gaps(
                     check.profile.value,
                     mode,
                     CheckResult.NOT_SELECTED,
-                    "left out of this run by -k / -m / --mesh-mode",
+                    "left out of this run (by the paths it collected, -k, -m or --mesh-mode)",
                 )
             )
     return gaps

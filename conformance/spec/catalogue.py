@@ -39,6 +39,7 @@ class Catalogue(Mapping[str, Check]):
 
     def __init__(self) -> None:
         self._records: dict[str, Check] = {}
+        self._tested: set[str] = set()
         self._loaded_from: str | None = None
 
     def declare(self, record: Check) -> None:
@@ -49,6 +50,14 @@ class Catalogue(Mapping[str, Check]):
         if known is not None and known != record:
             raise CatalogueError(f"{record.id} is declared twice, with different records")
         self._records[record.id] = record
+
+    def test_declared(self, check_id: str) -> None:
+        """The check's declaration decorates a test function."""
+        self._tested.add(check_id)
+
+    def has_test(self, check_id: str) -> bool:
+        """Whether some module declared a test for the check (collected by this run or not)."""
+        return check_id in self._tested
 
     def loaded(self, source: str) -> None:
         """Every scenario module (in ``source``) has declared its records: the catalogue may be read."""
@@ -113,6 +122,7 @@ class CheckDeclaration:
             raise CatalogueError(f"{self.record.id} does not apply ({self.record.not_applicable}); it has no test")
         for mark in reversed(check_marks(self.record)):
             function = mark(function)
+        CATALOGUE.test_declared(self.record.id)
         return function
 
 
