@@ -51,7 +51,7 @@ class Catalogue(Mapping[str, Check]):
             raise CatalogueError(f"{record.id} is declared twice, with different records")
         self._records[record.id] = record
 
-    def test_declared(self, check_id: str) -> None:
+    def mark_tested(self, check_id: str) -> None:
         """The check's declaration decorates a test function."""
         self._tested.add(check_id)
 
@@ -122,7 +122,7 @@ class CheckDeclaration:
             raise CatalogueError(f"{self.record.id} does not apply ({self.record.not_applicable}); it has no test")
         for mark in reversed(check_marks(self.record)):
             function = mark(function)
-        CATALOGUE.test_declared(self.record.id)
+        CATALOGUE.mark_tested(self.record.id)
         return function
 
 
