@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
 from conformance import PROJECT_ROOT
+from conformance.harness.scenario_modules import load_scenarios
 from conformance.spec.catalogue import CATALOGUE, Catalogue, CatalogueError, lookup, sidecar_check, stand_in
 from conformance.spec.model import PROFILE_MARKERS, Check, Profile, Seed, Tier
 from conformance.spec.record_texts import EGW_STEP1
@@ -206,3 +208,19 @@ def test_the_catalogue_keeps_the_specification_s_family_order() -> None:
 def test_the_catalogue_knows_which_checks_have_a_test() -> None:
     assert all(CATALOGUE.has_test(c.id) for c in CATALOGUE.values() if not c.not_applicable)
     assert not CATALOGUE.has_test("AMB-X4")
+
+
+def test_loading_refuses_a_checkout_without_scenario_modules(tmp_path: Path) -> None:
+    with pytest.raises(CatalogueError, match="no scenario modules"):
+        load_scenarios(tmp_path)
+
+
+def test_loading_refuses_scenario_modules_imported_from_another_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    (tmp_path / "scenarios").mkdir()
+    (tmp_path / "scenarios" / "test_egw.py").write_text("", encoding="utf-8")
+    # scenarios.test_egw is this checkout's, already imported: the other checkout's file is not what ran.
+    with pytest.raises(CatalogueError, match=r"was imported from .*, not from"):
+        load_scenarios(tmp_path)
