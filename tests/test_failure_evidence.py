@@ -20,7 +20,7 @@ from conformance.kube.api import Kube
 from conformance.platform.binaries import BinaryError
 from conformance.runtimes import failure_evidence
 from conformance.runtimes.failure_evidence import ClusterAccess, bounded, collect, format_events
-from conformance.runtimes.live import LiveDiagnostics
+from conformance.runtimes.live_diagnostics import LiveDiagnostics
 from conformance.runtimes.planning import overlay_egress_gateway
 from conformance.spec.catalogue import lookup
 from conformance.world.workloads import SLEEP

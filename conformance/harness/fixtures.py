@@ -88,7 +88,7 @@ def _live_diagnostics(request: pytest.FixtureRequest, settings: Settings, kube: 
     resolved on first use when the harness did not install Istio)."""
     from conformance.istio.istioctl import resolve_istioctl
     from conformance.runtimes.failure_evidence import ClusterAccess
-    from conformance.runtimes.live import LiveDiagnostics
+    from conformance.runtimes.live_diagnostics import LiveDiagnostics
 
     cluster = request.getfixturevalue("cluster")
     if settings.istio_source is IstioSource.INSTALL:
