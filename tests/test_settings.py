@@ -8,7 +8,8 @@ import pytest
 
 from conformance.core import versions
 from conformance.settings.options import OPTIONS, EtpProvider, IstioSource, MeshMode, SettingsError
-from conformance.settings.run_settings import Settings, check_writable_directory
+from conformance.settings.run_settings import Settings
+from conformance.settings.value_checks import check_writable_directory
 
 
 def build(cli: dict[str, object] | None = None, env: dict[str, str] | None = None) -> Settings:

@@ -33,7 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("harness",),  # the pytest plugin: options, fixtures, result collection, failure handling
 )
 LAYER_OF = {package: index for index, layer in enumerate(LAYERS) for package in layer}
-MAX_MODULE_LINES = 450
+MAX_MODULE_LINES = 430
 
 
 def _modules() -> Iterator[Path]:

@@ -40,7 +40,8 @@ from conformance.platform.cluster import (
 )
 from conformance.report.environment import RunEnvironment
 from conformance.settings.options import OPTIONS, MeshMode, SettingsError, option_values
-from conformance.settings.run_settings import Settings, check_writable_directory
+from conformance.settings.run_settings import Settings
+from conformance.settings.value_checks import check_writable_directory
 from conformance.spec.catalogue import CATALOGUE, CatalogueError
 from conformance.spec.model import Tier
 from conformance.world.external import ExternalWorld, new_pki, provide_external_world

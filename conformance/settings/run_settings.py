@@ -8,20 +8,30 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from conformance.core import versions
 from conformance.core.timeouts import DEFAULT_TIMEOUTS, TIMEOUT_SCALE_MAX, TIMEOUT_SCALE_MIN, Timeouts
-from conformance.images.image_map import NO_IMAGE_MAP, ImageMap, ImageMapError, load_image_map
-from conformance.settings.implementation import Implementation, ImplementationError, load_implementation
-from conformance.settings.options import OPTIONS, EtpProvider, IstioSource, MeshMode, Option, PlanGateway, SettingsError
+from conformance.images.image_map import NO_IMAGE_MAP, ImageMap
+from conformance.settings.implementation import Implementation
+from conformance.settings.options import OPTIONS, EtpProvider, IstioSource, MeshMode, PlanGateway, SettingsError
+from conformance.settings.value_checks import (
+    ISTIOCTL_OUTPUT,
+    KIND_VERSION_OUTPUT,
+    check_kubeconfig,
+    choice,
+    directory_path,
+    existing_file,
+    image_map_file,
+    implementation_file,
+    istio_overlay_file,
+    kind_config_file,
+    parse_bool,
+    tool_binary,
+)
 
-KIND_API = "kind.x-k8s.io/v1alpha4"
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
 # kind cluster names become Docker container names and kubeconfig contexts.
 _CLUSTER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")
 _IMAGE = re.compile(r"^[\w.\-/:]+(@sha256:[0-9a-f]{64})?$")
@@ -95,7 +105,7 @@ class Settings:
                 if value:
                     raw[opt.dest] = "true"
                 elif opt.env in env:
-                    raw[opt.dest] = _parse_bool(opt, env[opt.env])
+                    raw[opt.dest] = parse_bool(opt, env[opt.env])
                 else:
                     raw[opt.dest] = "false"
             elif value is not None:
@@ -116,7 +126,7 @@ class Settings:
             assert value is not None, dest
             return value
 
-        modes = _choice("--mesh-mode", need("mesh_mode"), ("sidecar", "ambient", "both"))
+        modes = choice("--mesh-mode", need("mesh_mode"), ("sidecar", "ambient", "both"))
         mesh_modes = (MeshMode.SIDECAR, MeshMode.AMBIENT) if modes == "both" else (MeshMode(modes),)
 
         istio_version = need("istio_version").strip().removeprefix("v")
@@ -125,11 +135,11 @@ class Settings:
         except ValueError as exc:
             raise SettingsError(f"--istio-version: {exc}") from None
 
-        istio_source = IstioSource(_choice("--istio", need("istio"), tuple(s.value for s in IstioSource)))
+        istio_source = IstioSource(choice("--istio", need("istio"), tuple(s.value for s in IstioSource)))
 
-        kubeconfig = _existing_file("--kubeconfig", raw.get("kubeconfig"))
+        kubeconfig = existing_file("--kubeconfig", raw.get("kubeconfig"))
         if kubeconfig is not None:
-            _check_kubeconfig(kubeconfig, raw.get("kube_context"))
+            check_kubeconfig(kubeconfig, raw.get("kube_context"))
         elif raw.get("kube_context"):
             raise SettingsError(
                 "--kube-context names a context of --kubeconfig, which is not given: add --kubeconfig PATH "
@@ -185,7 +195,7 @@ class Settings:
                 "--plan-gateway says which egress gateway a plan assumes; without --plan the run reads the "
                 "installed one: add --plan or drop --plan-gateway"
             )
-        implementation = _implementation(raw.get("implementation_file"))
+        implementation = implementation_file(raw.get("implementation_file"))
         keep_on_failure = need("keep_on_failure") == "true"
         oracle = need("oracle") == "true"
         if oracle and not plan:
@@ -195,14 +205,14 @@ class Settings:
                 "--oracle builds the routing oracle from Istio's source with Go (>= 1.25), which is not on PATH; "
                 "install it from https://go.dev/dl/ or drop --oracle"
             )
-        plan_gateway = PlanGateway(_choice("--plan-gateway", need("plan_gateway"), tuple(g.value for g in PlanGateway)))
+        plan_gateway = PlanGateway(choice("--plan-gateway", need("plan_gateway"), tuple(g.value for g in PlanGateway)))
         if keep_on_failure and plan:
             raise SettingsError(
                 "--keep-on-failure keeps a failed check's resources on the cluster; a --plan run creates none, "
                 "so drop one of them"
             )
 
-        kind_config = _kind_config(raw.get("kind_config"))
+        kind_config = kind_config_file(raw.get("kind_config"))
         load_images = need("load_images") == "true"
         if kubeconfig is not None and (kind_config is not None or load_images):
             raise SettingsError(
@@ -215,7 +225,7 @@ class Settings:
         istio_tag = (raw.get("istio_tag") or "").strip() or None
         if istio_tag is not None and not _IMAGE_TAG.match(istio_tag):
             raise SettingsError(f"--istio-tag: {istio_tag!r} is not an image tag (letters, digits, '_', '.', '-')")
-        istio_overlay = _istio_overlay(raw.get("istio_overlay"))
+        istio_overlay = istio_overlay_file(raw.get("istio_overlay"))
         if istio_source is IstioSource.EXISTING and (
             istio_overlay is not None or istio_tag is not None or istio_hub != DEFAULT_ISTIO_HUB
         ):
@@ -223,7 +233,7 @@ class Settings:
                 "--istio-hub/--istio-tag/--istio-overlay shape the Istio the harness installs; with "
                 "--istio existing nothing is installed, so drop them"
             )
-        image_map = _image_map(raw.get("image_map"), istio_version)
+        image_map = image_map_file(raw.get("image_map"), istio_version)
 
         return cls(
             mesh_modes=mesh_modes,
@@ -235,16 +245,16 @@ class Settings:
             keep_cluster=keep,
             reuse_cluster=reuse,
             kind_image=kind_image,
-            kind_bin=_tool("--kind-bin", raw.get("kind_bin"), ["version"], _KIND_VERSION_OUTPUT, "kind"),
-            istioctl_bin=_tool(
-                "--istioctl-bin", raw.get("istioctl_bin"), ["version", "--remote=false"], _ISTIOCTL_OUTPUT, "istioctl"
+            kind_bin=tool_binary("--kind-bin", raw.get("kind_bin"), ["version"], KIND_VERSION_OUTPUT, "kind"),
+            istioctl_bin=tool_binary(
+                "--istioctl-bin", raw.get("istioctl_bin"), ["version", "--remote=false"], ISTIOCTL_OUTPUT, "istioctl"
             ),
-            report_dir=_directory_path("--report-dir", need("report_dir")),
+            report_dir=directory_path("--report-dir", need("report_dir")),
             cache_dir=Path(need("cache_dir")).expanduser(),
             timeouts=DEFAULT_TIMEOUTS.scaled(timeout_scale),
             timeout_scale=timeout_scale,
             etp_provider=EtpProvider(
-                _choice("--etp-provider", need("etp_provider"), tuple(p.value for p in EtpProvider))
+                choice("--etp-provider", need("etp_provider"), tuple(p.value for p in EtpProvider))
             ),
             plan=plan,
             implementation=implementation,
@@ -258,179 +268,3 @@ class Settings:
             istio_tag=istio_tag,
             istio_overlay=istio_overlay,
         )
-
-
-def _parse_bool(opt: Option, text: str) -> str:
-    lowered = text.strip().lower()
-    if lowered in _TRUE:
-        return "true"
-    if lowered in _FALSE:
-        return "false"
-    raise SettingsError(f"{opt.env}={text!r} ({opt.flag}): expected one of true/false/1/0/yes/no")
-
-
-def _choice(flag: str, value: str, accepted: tuple[str, ...]) -> str:
-    lowered = value.strip().lower()
-    if lowered not in accepted:
-        raise SettingsError(f"{flag}: {value!r} is not one of {', '.join(accepted)}")
-    return lowered
-
-
-def _existing_file(flag: str, value: str | None) -> Path | None:
-    if not value:
-        return None
-    path = Path(value).expanduser()
-    if not path.is_file():
-        raise SettingsError(f"{flag}: {value!r} does not exist or is not a file")
-    return path.resolve()
-
-
-def _nearest_existing(path: Path) -> Path:
-    for candidate in (path, *path.parents):
-        if candidate.exists():
-            return candidate
-    return Path(path.anchor)
-
-
-def _directory_path(flag: str, value: str) -> Path:
-    """A directory that exists or could be created: no part of it is a regular file."""
-    path = Path(value).expanduser()
-    existing = _nearest_existing(path.absolute())
-    if not existing.is_dir():
-        what = (
-            "is not a directory" if existing == path.absolute() else f"lies under {existing}, which is not a directory"
-        )
-        raise SettingsError(f"{flag}: {value!r} {what}")
-    return path
-
-
-def check_writable_directory(flag: str, path: Path) -> None:
-    """Raise SettingsError unless ``path`` is, or can be created as, a directory this process writes into.
-
-    Asks the file system itself, by creating and removing an empty directory in the nearest existing part
-    of the path: permission bits do not tell (root passes every access check, yet cannot write into
-    ``/proc`` or a read-only mount). Nothing is left behind, whatever the answer.
-    """
-    existing = _nearest_existing(path.absolute())
-    if not existing.is_dir():
-        raise SettingsError(f"{flag}: {str(path)!r} lies under {existing}, which is not a directory")
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".egress-conformance-write-check-", dir=existing))
-    except OSError as exc:
-        raise SettingsError(
-            f"{flag}: {str(path)!r} cannot be created or written: creating a directory in {existing} "
-            f"fails ({exc.strerror or exc})"
-        ) from None
-
-
-def _implementation(value: str | None) -> Implementation | None:
-    path = _existing_file("--implementation-file", value)
-    if path is None:
-        return None
-    try:
-        return load_implementation(path)
-    except ImplementationError as exc:
-        raise SettingsError(f"--implementation-file: {exc}") from None
-
-
-def _yaml_documents(flag: str, path: Path) -> list[object]:
-    import yaml
-
-    try:
-        return [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc is not None]
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise SettingsError(f"{flag}: {path} is not a readable YAML file ({exc})") from None
-
-
-def _kind_config(value: str | None) -> Path | None:
-    path = _existing_file("--kind-config", value)
-    if path is None:
-        return None
-    documents = _yaml_documents("--kind-config", path)
-    config = documents[0] if len(documents) == 1 else None
-    if not isinstance(config, dict) or config.get("kind") != "Cluster" or config.get("apiVersion") != KIND_API:
-        raise SettingsError(f"--kind-config: {path} is not one kind config (kind: Cluster, apiVersion: {KIND_API})")
-    return path
-
-
-def _istio_overlay(value: str | None) -> Path | None:
-    path = _existing_file("--istio-overlay", value)
-    if path is None:
-        return None
-    documents = _yaml_documents("--istio-overlay", path)
-    overlay = documents[0] if len(documents) == 1 else None
-    if not isinstance(overlay, dict) or overlay.get("kind") != "IstioOperator":
-        raise SettingsError(f"--istio-overlay: {path} is not one IstioOperator (kind: IstioOperator)")
-    return path
-
-
-def _image_map(value: str | None, istio_version: str) -> ImageMap:
-    path = _existing_file("--image-map", value)
-    if path is None:
-        return NO_IMAGE_MAP
-    from conformance.images.image_list import default_variables, load
-
-    try:
-        return load_image_map(path, load(), default_variables(istio_version))
-    except ImageMapError as exc:
-        raise SettingsError(f"--image-map: {exc}") from None
-
-
-#: What ``kind version`` prints (``kind v0.31.0 go1.25.5 linux/amd64``) and ``istioctl version --remote=false``
-#: (``client version: 1.30.3`` or a bare ``1.30.3``).
-_KIND_VERSION_OUTPUT = re.compile(r"^kind v?\d+\.\d+\.\d+")
-_ISTIOCTL_OUTPUT = re.compile(r"^(client version: )?\d+\.\d+[\w.+-]*\s*$", re.IGNORECASE | re.MULTILINE)
-_TOOL_CHECK_SECONDS = 15.0
-
-
-def _tool(flag: str, value: str | None, version_args: list[str], output: re.Pattern[str], what: str) -> Path | None:
-    """An executable that answers its version command like ``what`` does (a wrong path fails here, named)."""
-    import subprocess
-
-    path = _executable(flag, value)
-    if path is None:
-        return None
-    try:
-        result = subprocess.run(
-            [str(path), *version_args], capture_output=True, text=True, timeout=_TOOL_CHECK_SECONDS, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise SettingsError(f"{flag}: {path} cannot be run as {what} ({exc})") from None
-    said = (result.stdout or result.stderr).strip()
-    if result.returncode != 0 or not output.search(said):
-        first = said.splitlines()[0][:120] if said else "nothing"
-        raise SettingsError(
-            f"{flag}: {path} is not {what}: `{path.name} {' '.join(version_args)}` printed {first!r} "
-            f"(exit code {result.returncode})"
-        )
-    return path
-
-
-def _executable(flag: str, value: str | None) -> Path | None:
-    if not value:
-        return None
-    path = Path(value).expanduser()
-    if path.is_file() and os.access(path, os.X_OK):
-        return path.resolve()
-    found = shutil.which(value)
-    if found is None:
-        raise SettingsError(f"{flag}: {value!r} is neither an executable file nor a command on PATH")
-    return Path(found)
-
-
-def _check_kubeconfig(path: Path, context: str | None) -> None:
-    """Fail early on a kubeconfig that cannot work: not YAML, no clusters, unknown context."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise SettingsError(f"--kubeconfig: {path} is not a readable YAML kubeconfig ({exc})") from None
-    if not isinstance(data, dict) or not data.get("clusters") or not data.get("contexts"):
-        raise SettingsError(f"--kubeconfig: {path} has no clusters or no contexts")
-    names = [c.get("name") for c in data["contexts"] if isinstance(c, dict)]
-    wanted = context or data.get("current-context")
-    if not wanted:
-        raise SettingsError(f"--kubeconfig: {path} has no current-context; pass --kube-context ({names})")
-    if wanted not in names:
-        raise SettingsError(f"--kube-context: {wanted!r} is not a context of {path} (contexts: {names})")
