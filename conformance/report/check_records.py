@@ -177,29 +177,16 @@ def catalogue_gaps(
             continue
         mode = ",".join(m.value for m in check.modes) or None
         if check.not_applicable:
-            gaps.append(
-                CheckRecord(check.id, None, check.profile.value, mode, CheckResult.NOT_APPLICABLE, check.not_applicable)
-            )
+            result, reason = CheckResult.NOT_APPLICABLE, check.not_applicable
         elif check.id not in implemented_ids and not CATALOGUE.has_test(check.id):
-            gaps.append(
-                CheckRecord(
-                    check.id,
-                    None,
-                    check.profile.value,
-                    mode,
-                    CheckResult.NOT_IMPLEMENTED,
-                    "the catalogue has this check but the harness has no test for it yet",
-                )
+            result, reason = (
+                CheckResult.NOT_IMPLEMENTED,
+                "the catalogue has this check but the harness has no test for it yet",
             )
         else:
-            gaps.append(
-                CheckRecord(
-                    check.id,
-                    None,
-                    check.profile.value,
-                    mode,
-                    CheckResult.NOT_SELECTED,
-                    "left out of this run (by the paths it collected, -k, -m or --mesh-mode)",
-                )
+            result, reason = (
+                CheckResult.NOT_SELECTED,
+                "left out of this run (by the paths it collected, -k, -m or --mesh-mode)",
             )
+        gaps.append(CheckRecord(check.id, None, check.profile.value, mode, result, reason))
     return gaps
